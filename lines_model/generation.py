@@ -1,0 +1,126 @@
+"""Generate (noise, teacher image) pairs into a shard folder, resumably and across processes.
+
+Shard j is produced by process j % world_size, in fixed batches, from noise seeded by
+(seed, stream, index): the result does not depend on how many processes ran or whether
+the run was interrupted and resumed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from lines_model import atomic, noise, pairs
+from lines_model.samplers import teacher_sampler
+from lines_model.teachers import Teacher
+
+_SHARD_FILE = re.compile(r"^shard-\d{5}\.(noise\.npy|clean\.npy|sha256)$")
+
+
+def _sidecar(folder: Path, j: int) -> Path:
+    return folder / f"{pairs.shard_name(j)}.sha256"
+
+
+def shard_done(folder: Path, m: pairs.Manifest, j: int) -> bool:
+    """Shard j is complete: both files, the right length, and its hash sidecar agrees."""
+    side = _sidecar(folder, j)
+    files = [folder / f"{pairs.shard_name(j)}.{k}.npy" for k in ("noise", "clean")]
+    if not side.exists() or not all(f.exists() for f in files):
+        return False
+    try:
+        n = np.load(files[0], mmap_mode="r").shape[0]
+    except (OSError, ValueError):
+        return False
+    if n != len(m.shard_range(j)):
+        return False
+    return pairs._hash_files(*files) == side.read_text().strip()
+
+
+def _clear(folder: Path) -> None:
+    for p in folder.iterdir():
+        if _SHARD_FILE.match(p.name) or p.name == pairs.MANIFEST:
+            p.unlink()
+
+
+def generate(
+    teacher: Teacher,
+    out: str | Path,
+    *,
+    count: int,
+    stream: int,
+    sampler: str,
+    steps: int,
+    order: int,
+    seed: int,
+    batch_size: int,
+    shard_size: int,
+    rank: int = 0,
+    world_size: int = 1,
+    barrier=lambda: None,
+    autocast=contextlib.nullcontext,
+    desc: str = "pairs",
+) -> pairs.Manifest:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    want = pairs.Manifest(
+        teacher=teacher.source,
+        teacher_sha256=teacher.sha256,
+        sampler=sampler,
+        steps=steps,
+        order=order if sampler == "dpmsolver++" else 0,
+        seed=seed,
+        stream=stream,
+        count=count,
+        shard_size=shard_size,
+        sample_shape=list(teacher.sample_shape),
+    )
+    if rank == 0:
+        try:
+            old = pairs.read_manifest(out)
+            same = old.identity() == want.identity()
+        except pairs.PairsError:
+            same = False
+        if not same:  # another teacher, sampler or seed: nothing here can be reused
+            _clear(out)
+        pairs.write_manifest(out, want)  # no shards listed: readers see an incomplete folder
+    barrier()
+
+    sample = teacher_sampler(sampler)
+    mine = [j for j in range(want.num_shards) if j % world_size == rank]
+    todo = [j for j in mine if not shard_done(out, want, j)]
+    total = sum(len(want.shard_range(j)) for j in todo)
+    bar = tqdm(total=total, desc=desc if world_size == 1 else f"{desc} [rank {rank}]", unit="pair", position=rank, dynamic_ncols=True)
+    for j in todo:
+        idx = list(want.shard_range(j))
+        chunks_n, chunks_c = [], []
+        for b in range(0, len(idx), batch_size):
+            n = noise.noise_for(idx[b : b + batch_size], teacher.sample_shape, seed, stream)
+            with autocast():
+                c = sample(teacher.unet, teacher.scheduler_config, n, steps, order=order)
+            chunks_n.append(n)
+            chunks_c.append(c.float().clamp(-1, 1).cpu())
+            bar.update(len(n))
+        digest = pairs.write_shard(out, j, torch.cat(chunks_n), torch.cat(chunks_c))
+        atomic.write_text(_sidecar(out, j), digest + "\n")  # written last: marks the shard complete
+    bar.close()
+    barrier()
+
+    if rank == 0:
+        missing = [j for j in range(want.num_shards) if not _sidecar(out, j).exists()]
+        if missing:
+            raise pairs.PairsError(f"{out}: shards {missing[:5]} were not produced")
+        want.shards = {pairs.shard_name(j): _sidecar(out, j).read_text().strip() for j in range(want.num_shards)}
+        # Shards beyond the count (the count was lowered) are stale: remove them.
+        for p in out.iterdir():
+            m = re.match(r"^shard-(\d{5})\.", p.name)
+            if m and int(m.group(1)) >= want.num_shards:
+                p.unlink()
+        pairs.write_manifest(out, want)
+    barrier()
+    return want

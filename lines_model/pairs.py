@@ -1,0 +1,167 @@
+"""Pair storage: (noise N, clean C) pairs in fixed-size shards of raw .npy files.
+
+Layout of a pairs folder:
+    manifest.json             teacher identity, sampler, steps, seed, stream, counts, shard hashes
+    shard-00000.noise.npy     float32 (shard_size, C, H, W)
+    shard-00000.clean.npy     float32 (shard_size, C, H, W), in [-1, 1]
+
+Shard j holds pairs [j*shard_size, (j+1)*shard_size) of the noise stream. Every file is written
+atomically and a shard enters the manifest only once both of its files are in place, so a killed
+run resumes from the last complete shard. Readers memory-map the shards: training RAM does not
+grow with the number of pairs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from bisect import bisect_right
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lines_model import atomic
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+class PairsError(RuntimeError):
+    """A pairs folder is missing, incomplete or inconsistent; the message names the file."""
+
+
+@dataclass
+class Manifest:
+    teacher: str  # teacher.model as given
+    teacher_sha256: str  # content hash of the teacher's config + weights + scheduler config
+    sampler: str
+    steps: int
+    order: int
+    seed: int
+    stream: int
+    count: int  # pairs this folder must hold when complete
+    shard_size: int
+    sample_shape: list[int]
+    shards: dict[str, str] = field(default_factory=dict)  # shard file stem -> sha256 of its two files
+    format: int = FORMAT_VERSION
+
+    def identity(self) -> dict:
+        """Everything that determines the bytes of a shard (not the count or the progress)."""
+        d = asdict(self)
+        for k in ("count", "shards"):
+            d.pop(k)
+        return d
+
+    @property
+    def num_shards(self) -> int:
+        return -(-self.count // self.shard_size)
+
+    def shard_range(self, j: int) -> range:
+        return range(j * self.shard_size, min((j + 1) * self.shard_size, self.count))
+
+
+def shard_name(j: int) -> str:
+    return f"shard-{j:05d}"
+
+
+def _hash_files(*paths: Path) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(folder: Path) -> Manifest:
+    path = Path(folder) / MANIFEST
+    if not path.exists():
+        raise PairsError(f"{path}: missing; run the teacher_pairs stage first")
+    try:
+        return Manifest(**json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError) as e:
+        raise PairsError(f"{path}: not a valid pairs manifest ({e})") from None
+
+
+def write_manifest(folder: Path, m: Manifest) -> None:
+    atomic.write_json(Path(folder) / MANIFEST, asdict(m))
+
+
+def write_shard(folder: Path, j: int, noise: torch.Tensor, clean: torch.Tensor) -> str:
+    """Write shard j's two files atomically; returns their combined hash."""
+    folder = Path(folder)
+    paths = []
+    for kind, t in (("noise", noise), ("clean", clean)):
+        p = folder / f"{shard_name(j)}.{kind}.npy"
+        with atomic.atomic_path(p) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, t.detach().cpu().float().numpy().astype(np.float32, copy=False))
+        paths.append(p)
+    return _hash_files(*paths)
+
+
+def verify_shard(folder: Path, m: Manifest, j: int) -> bool:
+    """True when shard j is complete and matches the hash recorded in the manifest."""
+    name = shard_name(j)
+    paths = [Path(folder) / f"{name}.{k}.npy" for k in ("noise", "clean")]
+    if name not in m.shards or not all(p.exists() for p in paths):
+        return False
+    return _hash_files(*paths) == m.shards[name]
+
+
+class PairStore(torch.utils.data.Dataset):
+    """Memory-mapped read access to a complete pairs folder; items are (noise, clean) float32 tensors.
+
+    `indices` restricts the view to a subset (positions into the full pair list).
+    """
+
+    def __init__(self, folder: str | Path, indices: np.ndarray | None = None, verify: bool = False):
+        self.folder = Path(folder)
+        self.manifest = m = read_manifest(self.folder)
+        missing = [shard_name(j) for j in range(m.num_shards) if shard_name(j) not in m.shards]
+        if missing:
+            raise PairsError(
+                f"{self.folder / MANIFEST}: incomplete ({len(missing)} of {m.num_shards} shards missing, first {missing[0]}); "
+                "rerun the teacher_pairs stage to finish it"
+            )
+        self._noise, self._clean, self._starts = [], [], []
+        shape = tuple(m.sample_shape)
+        for j in range(m.num_shards):
+            if verify and not verify_shard(self.folder, m, j):
+                raise PairsError(f"{self.folder / shard_name(j)}.*.npy: contents do not match the hash in {MANIFEST}")
+            n = len(m.shard_range(j))
+            arrays = []
+            for kind in ("noise", "clean"):
+                p = self.folder / f"{shard_name(j)}.{kind}.npy"
+                try:
+                    a = np.load(p, mmap_mode="r")
+                except (OSError, ValueError) as e:
+                    raise PairsError(f"{p}: unreadable or truncated shard ({e}); delete it and rerun teacher_pairs") from None
+                if a.shape != (n, *shape) or a.dtype != np.float32:
+                    raise PairsError(f"{p}: expected float32 {(n, *shape)}, found {a.dtype} {a.shape}")
+                arrays.append(a)
+            self._noise.append(arrays[0])
+            self._clean.append(arrays[1])
+            self._starts.append(j * m.shard_size)
+        self.indices = None if indices is None else np.asarray(indices, dtype=np.int64)
+        if self.indices is not None and len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= m.count):
+            raise PairsError(f"{self.folder}: subset index out of range [0, {m.count})")
+
+    def __len__(self) -> int:
+        return self.manifest.count if self.indices is None else len(self.indices)
+
+    def _locate(self, i: int) -> tuple[int, int]:
+        j = bisect_right(self._starts, i) - 1
+        return j, i - self._starts[j]
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        i = int(k if self.indices is None else self.indices[k])
+        j, r = self._locate(i)
+        return torch.from_numpy(np.array(self._noise[j][r])), torch.from_numpy(np.array(self._clean[j][r]))
+
+    def take(self, positions) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of pairs at `positions` (of this view), as stacked tensors."""
+        items = [self[int(k)] for k in positions]
+        return torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])

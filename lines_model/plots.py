@@ -1,0 +1,340 @@
+"""Figures: sample grids, generator comparisons, the trajectory figure and metric bar charts.
+
+Every function validates its arguments first (a `ValueError` naming the argument), then writes
+its PNG through `atomic.atomic_path`, so a job killed or failing midway leaves either the old
+figure or the new one at the target, never a truncated file.
+
+Images are float tensors in [0, 1] shaped (n, 3, H, W) (one channel is also accepted and shown
+as grey); values outside [0, 1] are clamped, NaN is shown as 0. They are small (16x16, 32x32),
+so they are always enlarged with nearest-neighbour resampling to keep the pixels crisp.
+
+Matplotlib figures are built as `matplotlib.figure.Figure` objects drawn by the Agg canvas
+directly: nothing goes through pyplot, so no display is needed and no figure is ever left
+registered in pyplot's figure manager.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from numbers import Real
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.transforms import blended_transform_factory
+from PIL import Image
+from torchvision.utils import make_grid
+
+from .atomic import atomic_path
+
+__all__ = ["save_grid", "comparison_grid", "trajectory_figure", "metric_bars"]
+
+PAD_VALUE = 1.0  # white separators: the shapes backgrounds are dark or muted
+_DPI = 100
+_CELL_PX = 64  # on-screen size an image is enlarged to (at least) in matplotlib figures
+_GAP_PX = 4
+_FONT = 8
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _images(x, name: str, ndim: int = 4) -> torch.Tensor:
+    """Check a float image batch (..., C, H, W) with C in {1, 3}; return it on CPU as 3 channels in [0, 1]."""
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != ndim:
+        want = "(n, 3, H, W)" if ndim == 4 else "(k, T, 3, H, W)"
+        raise ValueError(f"{name}: expected {ndim} dimensions {want}, got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name}: expected a float tensor with values in [0, 1], got dtype {x.dtype}")
+    if x.shape[-3] not in (1, 3):
+        raise ValueError(f"{name}: expected 1 or 3 channels at dim {ndim - 3}, got shape {tuple(x.shape)}")
+    if any(s == 0 for s in x.shape):
+        raise ValueError(f"{name}: empty tensor of shape {tuple(x.shape)}")
+    x = x.detach().to("cpu", torch.float32)
+    x = torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0)
+    if x.shape[-3] == 1:
+        x = x.expand(*x.shape[:-3], 3, *x.shape[-2:])
+    return x
+
+
+def _int(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name}: expected an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name}: must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _path(path, name: str = "path") -> Path:
+    if not isinstance(path, (str, os.PathLike)) or str(path) == "":
+        raise ValueError(f"{name}: expected a non-empty file path, got {path!r}")
+    return Path(path)
+
+
+def _label(value, name: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{name}: expected a string, got {type(value).__name__}")
+    return value
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _hwc(img: torch.Tensor) -> np.ndarray:
+    """(3, H, W) in [0, 1] -> (H, W, 3) float array for imshow."""
+    return img.permute(1, 2, 0).numpy()
+
+
+def _new_figure(width_px: float, height_px: float) -> Figure:
+    fig = Figure(figsize=(width_px / _DPI, height_px / _DPI), dpi=_DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save_figure(fig: Figure, path: Path) -> None:
+    # The temporary name ends in ".tmp", so the format is given explicitly.
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=_DPI, bbox_inches="tight", pad_inches=0.05, facecolor="white")
+
+
+def _scale_for(h: int, w: int) -> int:
+    """Integer enlargement so the larger side is at least _CELL_PX screen pixels."""
+    return max(1, math.ceil(_CELL_PX / max(h, w)))
+
+
+def _image_axes(fig: Figure, left: float, top: float, w: float, h: float, W: float, H: float):
+    """Add image axes at a pixel rectangle (origin top-left) of a W x H px figure."""
+    ax = fig.add_axes((left / W, 1.0 - (top + h) / H, w / W, h / H))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    return ax
+
+
+def _show(ax, img: torch.Tensor) -> None:
+    ax.imshow(_hwc(img), interpolation="nearest", vmin=0.0, vmax=1.0)
+
+
+def _row_label(ax, text: str) -> None:
+    ax.set_ylabel(text, rotation=0, ha="right", va="center", fontsize=_FONT, labelpad=6)
+
+
+def _fmt_t(t: float) -> str:
+    return f"t={t:.1f}" if abs(round(t, 1) - t) < 1e-9 else f"t={t:.3g}"
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def save_grid(images, path, nrow: int = 8, scale: int = 4, padding: int = 1) -> None:
+    """Write `images` (n, 3, H, W) as a plain PNG grid with `nrow` images per row.
+
+    The grid is `torchvision.utils.make_grid(images, nrow, padding)` (white padding), then the
+    whole grid is enlarged `scale` times with nearest-neighbour resampling, so the PNG is
+    (ceil(n / c) * (H + padding) + padding) * scale pixels high and (c * (W + padding) + padding)
+    * scale wide, where c = min(nrow, n); pixel (y, x) of image i sits at row
+    (padding + (i // c) * (H + padding) + y) * scale, column (padding + (i % c) * (W + padding) + x) * scale.
+    """
+    path = _path(path)
+    images = _images(images, "images")
+    nrow = _int(nrow, "nrow", 1)
+    scale = _int(scale, "scale", 1)
+    padding = _int(padding, "padding", 0)
+
+    if images.shape[0] == 1:  # make_grid returns a single image unpadded; keep the layout uniform
+        grid = F.pad(images[0], (padding,) * 4, value=PAD_VALUE)
+    else:
+        grid = make_grid(images, nrow=nrow, padding=padding, pad_value=PAD_VALUE)
+    arr = (grid.permute(1, 2, 0) * 255.0).round().to(torch.uint8).numpy()
+    img = Image.fromarray(arr, mode="RGB")
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), resample=Image.Resampling.NEAREST)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+
+
+def comparison_grid(rows: Mapping[str, torch.Tensor], path, title: str | None = None) -> None:
+    """One row per generator (its label on the left), one column per noise.
+
+    `rows` maps a label such as "teacher (DPM-Solver++ 20)" or "Lines 1-step" to images
+    (n, 3, H, W); every row must have the same n (column j is the same noise for every row).
+    """
+    path = _path(path)
+    if not isinstance(rows, Mapping) or len(rows) == 0:
+        raise ValueError(f"rows: expected a non-empty dict label -> (n, 3, H, W) tensor, got {rows!r:.80}")
+    checked: list[tuple[str, torch.Tensor]] = []
+    for label, imgs in rows.items():
+        label = _label(label, "rows (key)")
+        checked.append((label, _images(imgs, f"rows[{label!r}]")))
+    ns = {label: x.shape[0] for label, x in checked}
+    if len(set(ns.values())) != 1:
+        raise ValueError(f"rows: every row must hold the same number of images, got {ns}")
+    if title is not None:
+        title = _label(title, "title")
+
+    n = checked[0][1].shape[0]
+    hmax = max(x.shape[-2] for _, x in checked)
+    wmax = max(x.shape[-1] for _, x in checked)
+    s = _scale_for(hmax, wmax)
+    cw, ch = wmax * s, hmax * s
+    left, top = 8, (24 if title else 4)
+    W = left + n * cw + (n - 1) * _GAP_PX + 4
+    H = top + len(checked) * ch + (len(checked) - 1) * _GAP_PX + 4
+
+    fig = _new_figure(W, H)
+    for r, (label, imgs) in enumerate(checked):
+        for j in range(n):
+            ax = _image_axes(fig, left + j * (cw + _GAP_PX), top + r * (ch + _GAP_PX), cw, ch, W, H)
+            _show(ax, imgs[j])
+            if j == 0:
+                _row_label(ax, label)
+    if title:
+        fig.suptitle(title, fontsize=_FONT + 2, y=1.0 - 4 / H, va="top")
+    _save_figure(fig, path)
+
+
+def trajectory_figure(inputs, predictions, teacher, ts: Sequence[float], path) -> None:
+    """The figure of the original experiment: what the student makes of each point of a trajectory.
+
+    `inputs` and `predictions` are (k, T, 3, H, W) with T = len(ts), `teacher` is (k, 3, H, W).
+    Each of the k samples gets a pair of rows: "X_t" (the inputs at each t in `ts`) above
+    "S(X_t, t)" (the student's prediction for each); a last column, titled "teacher" and
+    spanning the pair, holds the teacher's image for that sample. Columns are titled "t=0.0", ...
+    """
+    path = _path(path)
+    inputs = _images(inputs, "inputs", ndim=5)
+    predictions = _images(predictions, "predictions", ndim=5)
+    teacher = _images(teacher, "teacher", ndim=4)
+    if isinstance(ts, torch.Tensor):
+        if ts.ndim != 1:
+            raise ValueError(f"ts: expected a 1-d sequence of times, got shape {tuple(ts.shape)}")
+        ts = ts.tolist()
+    elif isinstance(ts, np.ndarray):
+        ts = ts.tolist()
+    if isinstance(ts, (str, bytes)) or not isinstance(ts, Sequence) or len(ts) == 0:
+        raise ValueError(f"ts: expected a non-empty sequence of times, got {ts!r:.80}")
+    if not all(isinstance(t, Real) and not isinstance(t, bool) and math.isfinite(t) for t in ts):
+        raise ValueError(f"ts: every time must be a finite number, got {list(ts)!r:.120}")
+    ts = [float(t) for t in ts]
+    k, T = inputs.shape[:2]
+    if predictions.shape != inputs.shape:
+        raise ValueError(
+            f"predictions: shape {tuple(predictions.shape)} must equal inputs shape {tuple(inputs.shape)}"
+        )
+    if len(ts) != T:
+        raise ValueError(f"ts: has {len(ts)} times but inputs hold {T} per sample (dim 1 of shape {tuple(inputs.shape)})")
+    if teacher.shape[0] != k:
+        raise ValueError(f"teacher: holds {teacher.shape[0]} images but inputs hold {k} samples")
+
+    hmax = max(inputs.shape[-2], teacher.shape[-2])
+    wmax = max(inputs.shape[-1], teacher.shape[-1])
+    s = _scale_for(hmax, wmax)
+    cw, ch = wmax * s, hmax * s
+    pair_gap = 4 * _GAP_PX
+    teacher_gap = 3 * _GAP_PX
+    left, top = 8, 18
+    pair_h = 2 * ch + _GAP_PX
+    W = left + T * cw + (T - 1) * _GAP_PX + teacher_gap + cw + 4
+    H = top + k * pair_h + (k - 1) * pair_gap + 4
+
+    fig = _new_figure(W, H)
+    for i in range(k):
+        y0 = top + i * (pair_h + pair_gap)
+        for r, (name, src) in enumerate((("X_t", inputs), ("S(X_t, t)", predictions))):
+            for j in range(T):
+                ax = _image_axes(fig, left + j * (cw + _GAP_PX), y0 + r * (ch + _GAP_PX), cw, ch, W, H)
+                _show(ax, src[i, j])
+                if i == 0 and r == 0:
+                    ax.set_title(_fmt_t(ts[j]), fontsize=_FONT, pad=3)
+                if j == 0:
+                    _row_label(ax, name)
+        # The teacher's image, centred on the pair (the axes span both rows; aspect stays equal).
+        ax = _image_axes(fig, left + T * cw + (T - 1) * _GAP_PX + teacher_gap, y0, cw, pair_h, W, H)
+        _show(ax, teacher[i])
+        ax.set_title("teacher", fontsize=_FONT, pad=3)
+    _save_figure(fig, path)
+
+
+def _metric(entry: Mapping, key: str, name: str) -> float | None:
+    """A finite float, or None for a missing/None/NaN/inf value; anything else is an error."""
+    value = entry.get(key)
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise ValueError(f"{name}: expected a number, got {value!r}")
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def metric_bars(metrics: Mapping[str, Mapping], path) -> None:
+    """Two bar charts side by side: FID per generator and speedup per generator (log scale).
+
+    `metrics` maps a generator name to a dict with (at least) "fid" and "speedup". A value that is
+    missing, None, NaN or infinite (or a speedup <= 0, which a log axis cannot show) draws no bar;
+    "n/a" is written in its place.
+    """
+    path = _path(path)
+    if not isinstance(metrics, Mapping) or len(metrics) == 0:
+        raise ValueError(f"metrics: expected a non-empty dict generator -> {{'fid': ..., 'speedup': ...}}, got {metrics!r:.80}")
+    names: list[str] = []
+    fids: list[float | None] = []
+    speedups: list[float | None] = []
+    for name, entry in metrics.items():
+        name = _label(name, "metrics (key)")
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"metrics[{name!r}]: expected a dict with 'fid' and 'speedup', got {type(entry).__name__}")
+        names.append(name)
+        fids.append(_metric(entry, "fid", f"metrics[{name!r}]['fid']"))
+        sp = _metric(entry, "speedup", f"metrics[{name!r}]['speedup']")
+        speedups.append(sp if sp is not None and sp > 0 else None)
+
+    width = max(8.0, 1.2 * len(names) + 2.0)
+    fig = Figure(figsize=(width, 4.0), dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax_fid, ax_sp = fig.subplots(1, 2)
+    panels = (
+        (ax_fid, fids, "FID (lower is better)", "{:.2f}", False),
+        (ax_sp, speedups, "speedup over teacher (log scale)", "{:.1f}×", True),
+    )
+    x = np.arange(len(names))
+    for ax, values, label, fmt, log in panels:
+        ok = [i for i, v in enumerate(values) if v is not None]
+        if log and ok:
+            ax.set_yscale("log")
+        if ok:
+            bars = ax.bar(x[ok], [values[i] for i in ok], color=[f"C{i % 10}" for i in ok], width=0.7)
+            ax.bar_label(bars, labels=[fmt.format(values[i]) for i in ok], fontsize=_FONT, padding=2)
+            lo, hi = ax.get_ylim()
+            if log:
+                vmin = min(values[i] for i in ok)
+                vmax = max(values[i] for i in ok)
+                lo = min(vmin, 1.0) / 2 if vmin > 0 else lo
+                ax.set_ylim(lo, vmax * 3.0)
+            else:
+                ax.set_ylim(min(lo, 0.0), hi * 1.12 if hi > 0 else 1.0)
+        else:
+            ax.set_ylim(0.0, 1.0)
+        # "n/a" where nothing could be drawn, placed in axes coordinates (valid on log axes too).
+        xy = blended_transform_factory(ax.transData, ax.transAxes)
+        for i, v in enumerate(values):
+            if v is None:
+                ax.text(x[i], 0.03, "n/a", transform=xy, ha="center", va="bottom", fontsize=_FONT, color="0.4")
+        ax.set_xlim(-0.6, len(names) - 0.4)
+        ax.set_xticks(x)
+        ax.set_xticklabels(names, rotation=30, ha="right", fontsize=_FONT)
+        ax.set_title(label, fontsize=_FONT + 2)
+        ax.grid(axis="y", alpha=0.3, which="both")
+        ax.set_axisbelow(True)
+    _save_figure(fig, path)

@@ -1,0 +1,53 @@
+"""Devices, precision and process groups, through Accelerate.
+
+The same code runs on a 2-core CPU (fp32, one process) and on GPUs (bf16 autocast,
+channels_last, fused AdamW, optional torch.compile; DDP when launched with torchrun or
+`accelerate launch`). Nothing here hard-codes a device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from accelerate import Accelerator, PartialState
+
+from lines_model.config import RuntimeCfg
+
+
+def set_threads(cfg: RuntimeCfg) -> None:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+
+
+def mixed_precision(cfg: RuntimeCfg) -> str:
+    if cfg.mixed_precision == "auto":
+        return "bf16" if torch.cuda.is_available() else "no"
+    return cfg.mixed_precision
+
+
+def accelerator(cfg: RuntimeCfg, **kwargs) -> Accelerator:
+    set_threads(cfg)
+    return Accelerator(mixed_precision=mixed_precision(cfg), **kwargs)
+
+
+def state() -> PartialState:
+    return PartialState()
+
+
+def autocast_for(device: torch.device, cfg: RuntimeCfg):
+    """A context manager factory for inference autocast (bf16 on CUDA under `auto`)."""
+    mp = mixed_precision(cfg)
+    if device.type == "cuda" and mp in ("bf16", "fp16"):
+        dtype = torch.bfloat16 if mp == "bf16" else torch.float16
+        return lambda: torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext
+
+
+def prepare_inference(model: torch.nn.Module, device: torch.device, cfg: RuntimeCfg) -> torch.nn.Module:
+    model = model.to(device).eval().requires_grad_(False)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+        if cfg.compile:
+            model = torch.compile(model)
+    return model

@@ -1,0 +1,138 @@
+"""Load a pretrained DDPM teacher: a diffusers UNet2DModel plus its scheduler config.
+
+`teacher.model` is a local folder or a hub id such as `google/ddpm-cifar10-32`. Both the flat
+layout of that hub repo (config.json, weights and scheduler_config.json at the root) and the
+pipeline layout (unet/ and scheduler/ subfolders) are accepted. Weights load from safetensors
+(or a torch file with `weights_only=True`); no code shipped with a model is ever imported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+
+
+class TeacherError(RuntimeError):
+    """The teacher could not be found or loaded; the message says which file and how to fix it."""
+
+
+# google/ddpm-cifar10-32 (35.7M parameters); used to test the hub path with random weights
+# and by the GPU benchmark, where the real checkpoint cannot be downloaded.
+CIFAR10_UNET_CONFIG = dict(
+    sample_size=32,
+    in_channels=3,
+    out_channels=3,
+    block_out_channels=(128, 256, 256, 256),
+    layers_per_block=2,
+    down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+    downsample_padding=0,
+    flip_sin_to_cos=False,
+    freq_shift=1,
+    mid_block_scale_factor=1,
+    norm_eps=1e-6,
+    norm_num_groups=32,
+    attention_head_dim=None,
+)
+CIFAR10_SCHEDULER_CONFIG = dict(
+    num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear", clip_sample=True
+)
+
+_WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+
+
+@dataclass
+class Teacher:
+    unet: UNet2DModel
+    scheduler_config: dict  # DDPMScheduler config: betas, prediction_type, clip_sample, spacing
+    source: str  # what teacher.model said
+    folder: Path  # where the files were read from
+    sha256: str  # content hash of config + weights + scheduler config (teacher identity)
+
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        c = self.unet.config
+        size = c.sample_size if isinstance(c.sample_size, int) else c.sample_size[0]
+        return (c.in_channels, size, size)
+
+
+def _layout(folder: Path) -> tuple[Path, Path]:
+    """(unet folder, scheduler folder) of a flat or pipeline layout."""
+    if (folder / "config.json").exists():
+        return folder, folder
+    if (folder / "unet" / "config.json").exists():
+        return folder / "unet", folder / "scheduler"
+    raise TeacherError(
+        f"{folder}: not a diffusers model folder: expected config.json (flat layout, like google/ddpm-cifar10-32) "
+        "or unet/config.json (pipeline layout)"
+    )
+
+
+def _hub_download(repo_id: str, revision: str | None) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    patterns = ["*.json", "*.safetensors", "*.bin"]  # never *.py: shipped code is not run
+    try:  # a previous download in the local cache needs no network
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError):
+        pass
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, etag_timeout=10))
+    except Exception as e:  # offline, DNS failure, 401/404: all end the same way for the user
+        raise TeacherError(
+            f"teacher.model: cannot download '{repo_id}' from the Hugging Face hub ({type(e).__name__}). "
+            f"Run once with network access to cache it (e.g. `huggingface-cli download {repo_id}`), "
+            "or set teacher.model to a local folder holding config.json, the weights and scheduler_config.json."
+        ) from None
+
+
+def resolve(model: str, revision: str | None = None) -> Path:
+    """The local folder holding `model` (downloading a hub id when possible)."""
+    path = Path(model)
+    if path.exists():
+        if not path.is_dir():
+            raise TeacherError(f"teacher.model: {model} is a file; expected a model folder")
+        return path
+    if model.count("/") == 1 and not model.startswith((".", "/")) and not Path(model.split("/")[0]).exists():
+        return _hub_download(model, revision)
+    raise TeacherError(f"teacher.model: folder {model} does not exist (and is not a hub id of the form owner/name)")
+
+
+def content_hash(folder: Path) -> str:
+    unet_dir, sched_dir = _layout(folder)
+    h = hashlib.sha256()
+    for f in [unet_dir / "config.json", *[unet_dir / w for w in _WEIGHT_FILES], sched_dir / "scheduler_config.json"]:
+        if f.exists():
+            h.update(f.name.encode())
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+def load_teacher(model: str, revision: str | None = None, device: str | torch.device = "cpu") -> Teacher:
+    folder = resolve(model, revision)
+    unet_dir, sched_dir = _layout(folder)
+    weights = [unet_dir / w for w in _WEIGHT_FILES if (unet_dir / w).exists()]
+    if not weights:
+        raise TeacherError(f"{unet_dir}: no weights: expected {_WEIGHT_FILES[0]} (or {_WEIGHT_FILES[1]})")
+    if not (sched_dir / "scheduler_config.json").exists():
+        raise TeacherError(f"{sched_dir / 'scheduler_config.json'}: missing; the teacher's noise schedule is needed to sample")
+    cfg = json.loads((unet_dir / "config.json").read_text())
+    if cfg.get("_class_name", "UNet2DModel") != "UNet2DModel":
+        raise TeacherError(f"{unet_dir / 'config.json'}: _class_name is {cfg.get('_class_name')!r}; only UNet2DModel teachers are supported")
+    use_st = weights[0].suffix == ".safetensors"
+    try:
+        # diffusers loads .bin files with torch.load(weights_only=True); custom code is never imported.
+        unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=use_st, low_cpu_mem_usage=False)
+    except Exception as e:
+        raise TeacherError(f"{weights[0]}: could not load teacher weights: {e}") from e
+    sched = DDPMScheduler.from_pretrained(sched_dir)
+    unet.to(device).eval().requires_grad_(False)
+    return Teacher(unet=unet, scheduler_config=dict(sched.config), source=model, folder=folder, sha256=content_hash(folder))

@@ -1,0 +1,198 @@
+"""The one training loop shared by every student; only the loss callable differs.
+
+AdamW with linear warmup and cosine decay, gradient clipping, EMA of the weights, Accelerate
+for device placement, mixed precision and DDP. The data order of epoch e is a permutation
+seeded by (seed, e) and the randomness of step s (e.g. Lines' t) by (seed, s), so a run
+resumed from a checkpoint replays exactly what an uninterrupted run would have done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from diffusers.training_utils import EMAModel
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from lines_model import atomic
+from lines_model.config import RuntimeCfg, TrainCfg
+from lines_model import runtime as rt
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    final_loss: float
+    ema_model: torch.nn.Module
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Permutation of range(n) seeded by (seed, epoch), optionally sharded across DDP ranks."""
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1):
+        self.n, self.seed, self.rank, self.world, self.epoch = n, seed, rank, world, 0
+
+    def order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.n)
+
+    def __iter__(self):
+        return iter(self.order(self.epoch)[self.rank :: self.world].tolist())
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n, self.world))
+
+
+def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        p = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
+
+    return f
+
+
+def _fingerprint(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Checkpoint:
+    """Resumable training state in a folder: weights and EMA as safetensors, optimizer state as a
+    plain tensor dict (loaded with weights_only=True), and progress as JSON. Written atomically."""
+
+    def __init__(self, folder: str | Path, fingerprint: str):
+        self.folder, self.fingerprint = Path(folder), fingerprint
+
+    def save(self, model, ema: EMAModel, opt, sched, step: int, losses: list[float]) -> None:
+        with atomic.atomic_dir(self.folder) as tmp:
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+            ema_sd = {f"p{i}": p.detach().contiguous() for i, p in enumerate(ema.shadow_params)}
+            save_file(ema_sd, tmp / "ema.safetensors")
+            torch.save({"opt": opt.state_dict(), "sched": sched.state_dict()}, tmp / "optimizer.pt")
+            (tmp / "state.json").write_text(
+                json.dumps({"fingerprint": self.fingerprint, "step": step, "ema_step": ema.optimization_step, "losses": losses})
+            )
+
+    def load(self, model, ema: EMAModel, opt, sched) -> tuple[int, list[float]] | None:
+        state_path = self.folder / "state.json"
+        if not state_path.exists():
+            return None
+        state = json.loads(state_path.read_text())
+        if state.get("fingerprint") != self.fingerprint:
+            print(f"{self.folder}: checkpoint was made with other params or data; starting afresh")
+            return None
+        model.load_state_dict(load_file(self.folder / "model.safetensors"))
+        ema_sd = load_file(self.folder / "ema.safetensors")
+        for i, p in enumerate(ema.shadow_params):
+            p.data.copy_(ema_sd[f"p{i}"])
+        ema.optimization_step = state["ema_step"]
+        # weights_only=True: a tampered checkpoint cannot run code on load.
+        o = torch.load(self.folder / "optimizer.pt", weights_only=True, map_location="cpu")
+        opt.load_state_dict(o["opt"])
+        sched.load_state_dict(o["sched"])
+        return state["step"], state["losses"]
+
+
+def train(
+    model: torch.nn.Module,
+    loss_fn: Callable,
+    dataset,
+    cfg: TrainCfg,
+    runtime: RuntimeCfg,
+    *,
+    checkpoint_dir: str | Path,
+    fingerprint_extra: dict,
+    live=None,
+    on_epoch_end: Callable[[int, torch.nn.Module], None] | None = None,
+    desc: str = "train",
+) -> TrainResult:
+    """Train `model` on `dataset` items (noise, clean) with `loss_fn(net, noise, clean, generator)`."""
+    acc = rt.accelerator(runtime)
+    device = acc.device
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    sampler = EpochSampler(len(dataset), cfg.seed, acc.process_index, acc.num_processes)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda",
+        drop_last=len(sampler) >= cfg.batch_size,
+    )
+    steps_per_epoch = len(loader)
+    total = steps_per_epoch * cfg.epochs
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda"
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps, total))
+    ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
+    ckpt = Checkpoint(checkpoint_dir, _fingerprint({"train": cfg.__dict__, **fingerprint_extra, "world": acc.num_processes}))
+    resumed = ckpt.load(model, ema, opt, sched)
+    step, losses = resumed if resumed else (0, [])
+    ema.to(device)
+    net, opt = acc.prepare(model, opt)
+    if runtime.compile and device.type == "cuda":
+        net = torch.compile(net)
+
+    bar = tqdm(total=total, initial=step, desc=desc, unit="step", disable=not acc.is_main_process, dynamic_ncols=True)
+    for epoch in range(step // steps_per_epoch, cfg.epochs):
+        sampler.epoch = epoch
+        skip = step - epoch * steps_per_epoch  # batches of this epoch already done before a resume
+        for b, (noise, clean) in enumerate(loader):
+            if b < skip:
+                continue
+            noise = noise.to(device, non_blocking=True)
+            clean = clean.to(device, non_blocking=True)
+            g = torch.Generator().manual_seed(int(np.random.SeedSequence([cfg.seed, step, acc.process_index]).generate_state(1)[0]))
+            with acc.autocast():
+                loss = loss_fn(net, noise, clean, g)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"{desc}: loss is {loss.item()} at step {step}; last good checkpoint kept in {checkpoint_dir}. "
+                    "Lower the learning rate or check the pairs."
+                )
+            acc.backward(loss)
+            if cfg.grad_clip > 0:
+                acc.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            ema.step(acc.unwrap_model(net).parameters())
+            step += 1
+            loss_v = acc.reduce(loss.detach(), reduction="mean").item()
+            losses.append(loss_v)
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses[-50:]):.4f}")
+            if live is not None and acc.is_main_process and step % cfg.log_every == 0:
+                live.log_metric("train/loss", float(np.mean(losses[-cfg.log_every:])))
+                live.log_metric("train/lr", sched.get_last_lr()[0])
+                live.next_step()
+            if acc.is_main_process and step % cfg.checkpoint_every == 0:
+                ckpt.save(acc.unwrap_model(net), ema, opt, sched, step, losses)
+        if on_epoch_end is not None and acc.is_main_process:
+            on_epoch_end(epoch, ema_copy(acc.unwrap_model(net), ema))
+    bar.close()
+    if acc.is_main_process:
+        ckpt.save(acc.unwrap_model(net), ema, opt, sched, step, losses)
+    acc.wait_for_everyone()
+    return TrainResult(steps=step, final_loss=float(np.mean(losses[-50:])) if losses else float("nan"), ema_model=ema_copy(acc.unwrap_model(net), ema))
+
+
+def ema_copy(model: torch.nn.Module, ema: EMAModel) -> torch.nn.Module:
+    import copy
+
+    m = copy.deepcopy(model)
+    ema.copy_to(m.parameters())
+    return m.eval()

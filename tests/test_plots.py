@@ -1,0 +1,274 @@
+"""The figures of lines_model.plots: valid PNGs, exact grid geometry, input checks, atomic writes."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from lines_model import plots  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_figures():
+    before = plt.get_fignums()
+    yield
+    assert plt.get_fignums() == before == []
+
+
+def rand(*shape, seed=0):
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def png(path):
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        im.load()
+        return im.copy()
+
+
+def leftovers(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+# --------------------------------------------------------------------------- save_grid
+
+
+def test_save_grid_exact_size_and_pixels(tmp_path):
+    imgs = rand(64, 3, 16, 16)
+    out = tmp_path / "sub" / "dir" / "grid.png"  # parent folders are created
+    plots.save_grid(imgs, out, nrow=8, scale=4, padding=1)
+    im = png(out)
+    side = (8 * (16 + 1) + 1) * 4  # 548
+    assert im.size == (side, side)
+    assert im.mode == "RGB"
+    a = np.asarray(im)
+    # image i = 19 -> grid row 2, column 3; its pixel (y, x) = (5, 11), upscaled by 4.
+    i, y, x = 19, 5, 11
+    r, c = divmod(i, 8)
+    top = (1 + r * 17 + y) * 4
+    left = (1 + c * 17 + x) * 4
+    want = (imgs[i, :, y, x] * 255).round().to(torch.uint8).numpy()
+    block = a[top : top + 4, left : left + 4]  # the whole 4x4 nearest-neighbour block
+    assert (block == want).all(), (block[0, 0], want)
+    assert (a[0, :] == 255).all()  # white padding
+    assert leftovers(out.parent) == []
+
+
+def test_save_grid_partial_row_single_image_and_clamping(tmp_path):
+    plots.save_grid(rand(10, 3, 16, 16), tmp_path / "a.png", nrow=8, scale=2, padding=1)
+    assert png(tmp_path / "a.png").size == ((8 * 17 + 1) * 2, (2 * 17 + 1) * 2)
+    plots.save_grid(rand(3, 3, 32, 32), tmp_path / "b.png", nrow=8, scale=1, padding=2)
+    assert png(tmp_path / "b.png").size == (3 * 34 + 2, 34 + 2)
+    # one image: padded like any other grid (make_grid alone would drop the padding)
+    one = torch.full((1, 3, 16, 16), 2.0)  # out of range: clamped to 1, not an error
+    one[0, :, 0, 0] = -1.0
+    one[0, 0, 0, 1] = float("nan")
+    plots.save_grid(one, tmp_path / "c.png", nrow=8, scale=3, padding=1)
+    a = np.asarray(png(tmp_path / "c.png"))
+    assert a.shape == (18 * 3, 18 * 3, 3)
+    assert (a[3, 3] == 0).all()  # -1 clamped to 0
+    assert tuple(a[3, 6]) == (0, 255, 255)  # NaN shown as 0
+    assert (a[10, 10] == 255).all()  # 2 clamped to 1
+    # single channel accepted (shown as grey)
+    plots.save_grid(torch.full((2, 1, 4, 4), 0.5), tmp_path / "d.png", scale=1, padding=0)
+    assert tuple(np.asarray(png(tmp_path / "d.png"))[0, 0]) == (128, 128, 128)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(images=torch.rand(3, 16, 16)), "images"),  # wrong ndim
+        (dict(images=torch.rand(2, 4, 16, 16)), "images"),  # wrong channels
+        (dict(images=torch.zeros(0, 3, 16, 16)), "images"),  # empty
+        (dict(images=torch.zeros(2, 3, 4, 4, dtype=torch.uint8)), "images"),  # not float
+        (dict(images=[[0.0]]), "images"),  # not a tensor
+        (dict(nrow=0), "nrow"),
+        (dict(scale=1.5), "scale"),
+        (dict(padding=-1), "padding"),
+    ],
+)
+def test_save_grid_rejects_bad_arguments(tmp_path, kwargs, name):
+    args = dict(images=rand(4, 3, 8, 8), path=tmp_path / "g.png") | kwargs
+    with pytest.raises(ValueError, match=rf"^{name}:"):
+        plots.save_grid(**args)
+    assert list(tmp_path.iterdir()) == []  # nothing written, no temporary left behind
+
+
+# --------------------------------------------------------------------------- comparison_grid
+
+
+def test_comparison_grid(tmp_path):
+    rows = {
+        "teacher (DPM-Solver++ 20)": rand(6, 3, 16, 16, seed=1),
+        "Lines 1-step": rand(6, 3, 16, 16, seed=2),
+        "naive 1-step": rand(6, 3, 16, 16, seed=3),
+    }
+    out = tmp_path / "figs" / "compare.png"
+    plots.comparison_grid(rows, out, title="same noise, one column each")
+    im = png(out)
+    # 6 columns of 64 px cells and 3 rows, plus labels on the left and the title on top
+    assert 6 * 64 < im.width < 6 * 64 + 600
+    assert 3 * 64 < im.height < 3 * 64 + 150
+    plots.comparison_grid({"only": rand(1, 3, 32, 32)}, tmp_path / "one.png")
+    assert png(tmp_path / "one.png").size[0] >= 64
+    assert leftovers(out.parent) == [] and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "rows, pattern",
+    [
+        ({"a": torch.rand(4, 3, 8, 8), "b": torch.rand(5, 3, 8, 8)}, r"^rows: every row must hold the same number"),
+        ({"a": torch.rand(4, 3, 8, 8), "b": torch.rand(3, 8, 8)}, r"^rows\['b'\]: expected 4 dimensions"),
+        ({}, r"^rows: expected a non-empty dict"),
+        ([torch.rand(4, 3, 8, 8)], r"^rows: expected a non-empty dict"),
+        ({1: torch.rand(4, 3, 8, 8)}, r"^rows \(key\): expected a string"),
+    ],
+)
+def test_comparison_grid_rejects_bad_rows(tmp_path, rows, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        plots.comparison_grid(rows, tmp_path / "c.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- trajectory_figure
+
+
+def test_trajectory_figure(tmp_path):
+    k, ts = 2, [0.0, 0.2, 0.4, 0.6, 0.8]
+    inputs = rand(k, len(ts), 3, 16, 16, seed=4)
+    preds = rand(k, len(ts), 3, 16, 16, seed=5)
+    teacher = rand(k, 3, 16, 16, seed=6)
+    out = tmp_path / "traj" / "trajectory.png"
+    plots.trajectory_figure(inputs, preds, teacher, ts, out)
+    im = png(out)
+    # T + 1 columns (the teacher's), 2k rows of 64 px cells, row labels and column titles
+    assert (len(ts) + 1) * 64 < im.width < (len(ts) + 1) * 64 + 300
+    assert 2 * k * 64 < im.height < 2 * k * 64 + 200
+    # ts as a tensor works too
+    plots.trajectory_figure(inputs, preds, teacher, torch.tensor(ts), tmp_path / "t2.png")
+    assert png(tmp_path / "t2.png").size == im.size
+    assert leftovers(out.parent) == []
+
+
+def test_trajectory_figure_time_titles():
+    assert plots._fmt_t(0.0) == "t=0.0"
+    assert plots._fmt_t(0.2) == "t=0.2"
+    assert plots._fmt_t(1.0) == "t=1.0"
+    assert plots._fmt_t(0.25) == "t=0.25"
+
+
+@pytest.mark.parametrize(
+    "change, pattern",
+    [
+        (dict(predictions=torch.rand(2, 4, 3, 8, 8)), r"^predictions: shape"),
+        (dict(inputs=torch.rand(2, 3, 8, 8)), r"^inputs: expected 5 dimensions"),
+        (dict(teacher=torch.rand(3, 3, 8, 8)), r"^teacher: holds 3 images"),
+        (dict(teacher=torch.rand(2, 3, 3, 8, 8)), r"^teacher: expected 4 dimensions"),
+        (dict(ts=[0.0, 0.5]), r"^ts: has 2 times"),
+        (dict(ts=[0.0, float("nan"), 1.0]), r"^ts: every time must be a finite number"),
+        (dict(ts="abc"), r"^ts: expected a non-empty sequence"),
+    ],
+)
+def test_trajectory_figure_rejects_bad_arguments(tmp_path, change, pattern):
+    args = dict(
+        inputs=torch.rand(2, 3, 3, 8, 8),
+        predictions=torch.rand(2, 3, 3, 8, 8),
+        teacher=torch.rand(2, 3, 8, 8),
+        ts=[0.0, 0.5, 1.0],
+        path=tmp_path / "t.png",
+    ) | change
+    with pytest.raises(ValueError, match=pattern):
+        plots.trajectory_figure(**args)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- metric_bars
+
+
+def test_metric_bars(tmp_path):
+    metrics = {
+        "teacher (DPM-Solver++ 20)": {"fid": 1.5, "speedup": 1.0},
+        "Lines 1-step": {"fid": 4.25, "speedup": 20.0, "kid": 0.01},
+        "naive 1-step": {"fid": 12.0, "speedup": 20.0},
+        "progressive": {"fid": float("nan"), "speedup": float("inf")},  # n/a in both panels
+        "broken": {"fid": None},  # missing speedup: n/a
+        "zero": {"fid": 3.0, "speedup": 0.0},  # cannot go on a log axis: n/a
+    }
+    out = tmp_path / "m" / "metrics.png"
+    plots.metric_bars(metrics, out)
+    im = png(out)
+    assert 400 < im.width < 2000 and 200 < im.height < 800
+    # nothing finite at all still makes a figure
+    plots.metric_bars({"x": {"fid": float("nan"), "speedup": None}}, tmp_path / "empty.png")
+    png(tmp_path / "empty.png")
+    assert leftovers(out.parent) == []
+
+
+@pytest.mark.parametrize(
+    "metrics, pattern",
+    [
+        ({}, r"^metrics: expected a non-empty dict"),
+        ({"a": 3.0}, r"^metrics\['a'\]: expected a dict"),
+        ({"a": {"fid": "low", "speedup": 2.0}}, r"^metrics\['a'\]\['fid'\]: expected a number"),
+        ({"a": {"fid": 1.0, "speedup": True}}, r"^metrics\['a'\]\['speedup'\]: expected a number"),
+    ],
+)
+def test_metric_bars_rejects_bad_metrics(tmp_path, metrics, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        plots.metric_bars(metrics, tmp_path / "m.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+def test_bad_argument_after_path_leaves_old_file_untouched(tmp_path):
+    target = tmp_path / "grid.png"
+    target.write_bytes(b"old")
+    with pytest.raises(ValueError, match="^nrow:"):
+        plots.save_grid(rand(4, 3, 8, 8), target, nrow=-3)
+    with pytest.raises(ValueError, match="^title:"):
+        plots.comparison_grid({"a": rand(2, 3, 8, 8)}, target, title=5)
+    assert target.read_bytes() == b"old"
+    assert leftovers(tmp_path) == []
+
+
+def _fail_midway():
+    """Wrap a save function so it writes part of the file and then fails."""
+
+    def broken(self, fp, *args, **kwargs):
+        with open(fp, "wb") as f:
+            f.write(b"\x89PNG\r\n\x1a\n half a file")
+        raise OSError("disk full (simulated)")
+
+    return broken
+
+
+def test_failure_while_writing_leaves_no_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image.Image, "save", _fail_midway())
+    monkeypatch.setattr(Figure, "savefig", _fail_midway())
+    calls = [
+        lambda p: plots.save_grid(rand(4, 3, 8, 8), p),
+        lambda p: plots.comparison_grid({"a": rand(2, 3, 8, 8), "b": rand(2, 3, 8, 8)}, p),
+        lambda p: plots.trajectory_figure(rand(1, 2, 3, 8, 8), rand(1, 2, 3, 8, 8), rand(1, 3, 8, 8), [0.0, 1.0], p),
+        lambda p: plots.metric_bars({"a": {"fid": 1.0, "speedup": 2.0}}, p),
+    ]
+    for i, call in enumerate(calls):
+        target = tmp_path / f"fig{i}.png"
+        with pytest.raises(OSError, match="simulated"):
+            call(target)
+        assert not target.exists()
+        # an existing figure survives a failed rewrite
+        target.write_bytes(b"old")
+        with pytest.raises(OSError, match="simulated"):
+            call(target)
+        assert target.read_bytes() == b"old"
+    assert leftovers(tmp_path) == []
