@@ -23,7 +23,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from lines_model import atomic, shapes
-from lines_model.typed import field, from_dict
+from lines_model.typed import ConfigError, field, from_dict
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -54,8 +54,6 @@ class FeatureNetConfig:
     feature_scale: float = field(1.0, min=0.0)
 
     def validate(self, where: str) -> None:
-        from lines_model.typed import ConfigError
-
         if len(self.widths) != 3 or any(w < 1 for w in self.widths):
             raise ConfigError(f"{where}.widths: expected three positive channel counts, got {list(self.widths)}")
         if self.image_size % 4:
