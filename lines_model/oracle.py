@@ -25,7 +25,9 @@ class GaussianOracle(torch.nn.Module):
         self.mu, self.s = mu, s
 
     def forward(self, x_t: torch.Tensor, t) -> SimpleNamespace:
-        ab = self.alpha_bar[torch.as_tensor(t).long()].double()
+        ab = self.alpha_bar[torch.as_tensor(t, device=self.alpha_bar.device).long()].double()
+        if ab.ndim == 1:  # one timestep per sample
+            ab = ab.view(-1, *([1] * (x_t.ndim - 1)))
         x = x_t.double()
         v_t = ab * self.s**2 + 1 - ab
         eps = (1 - ab).sqrt() * (x - ab.sqrt() * self.mu) / v_t

@@ -72,7 +72,7 @@ def _call(net, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 def sample(net, scheduler_config: dict, noise: torch.Tensor, steps: int, *, prediction_type: str | None = None) -> torch.Tensor:
     """N-step DDIM on the nested grid: the sampler of progressive-distillation students."""
     sch = Schedule(scheduler_config, noise.device)
-    device = next(net.parameters()).device
+    device = next(iter(net.parameters()), noise).device
     z = noise.to(device)
     ts = grid(steps, sch.num_train_timesteps) + [-1]
     for t, t_next in zip(ts[:-1], ts[1:]):
