@@ -14,7 +14,7 @@ def select(count: int, size: int, seed: int) -> list[int]:
 
 
 def main(params, args) -> None:
-    m = pairs.read_manifest("data/pairs")
+    m = pairs.PairStore("data/pairs").manifest  # refuses an unfinished or corrupt pairs folder
     idx = select(m.count, params.subset.size, params.subset.seed)
     atomic.write_json("data/subset.json", {"size": len(idx), "seed": params.subset.seed, "pairs_count": m.count, "indices": idx})
     print(f"subset: {len(idx)} of {m.count} pairs")
