@@ -26,13 +26,19 @@ def mixed_precision(cfg: RuntimeCfg) -> str:
     return cfg.mixed_precision
 
 
+def _cpu_only() -> bool:
+    # Accelerate only sets up a gloo process group for torchrun on CPU when told cpu=True.
+    return not torch.cuda.is_available()
+
+
 def accelerator(cfg: RuntimeCfg, **kwargs) -> Accelerator:
     set_threads(cfg)
-    return Accelerator(mixed_precision=mixed_precision(cfg), **kwargs)
+    return Accelerator(mixed_precision=mixed_precision(cfg), cpu=_cpu_only(), **kwargs)
 
 
 def state() -> PartialState:
-    return PartialState()
+    """Process index/count and device; under torchrun on CPU, a gloo process group."""
+    return PartialState(cpu=_cpu_only())
 
 
 def autocast_for(device: torch.device, cfg: RuntimeCfg):

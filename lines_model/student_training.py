@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from lines_model import pairs, plots, samplers
+from lines_model import pairs, plots, runtime, samplers
 from lines_model.config import Params, TrainCfg, to_dict
 from lines_model.students import build_student, save_student
 from lines_model.training import train
@@ -30,7 +30,8 @@ def run(params: Params, *, name: str, cfg: TrainCfg, loss_fn, indices=None, kind
     torch.manual_seed(cfg.seed)
     model = build_student(params.student, shape)
     ckpt_dir = Path(f"models/{name}.ckpt")
-    live = Live(f"dvclive/{name}", resume=(ckpt_dir / "state.json").exists(), save_dvc_exp=False, dvcyaml=None)
+    main_process = runtime.state().is_main_process
+    live = Live(f"dvclive/{name}", resume=(ckpt_dir / "state.json").exists(), save_dvc_exp=False, dvcyaml=None) if main_process else None
     fixed_noise, _ = heldout.take(range(min(64, len(heldout))))
 
     def on_epoch_end(epoch: int, ema_model) -> None:
@@ -50,6 +51,8 @@ def run(params: Params, *, name: str, cfg: TrainCfg, loss_fn, indices=None, kind
         on_epoch_end=on_epoch_end,
         desc=name,
     )
+    if not main_process:
+        return
     live.log_metric("final_loss", result.final_loss, plot=False)
     live.end()
     sidecar = {

@@ -107,10 +107,10 @@ def test_two_processes_write_the_same_shards(tiny_teacher, tmp_path):
     script.write_text(
         "import sys, torch\n"
         "torch.set_num_threads(1)\n"
-        "from accelerate import PartialState\n"
-        "from lines_model import generation, noise\n"
+        "from lines_model import generation, noise, runtime\n"
         "from lines_model.teachers import load_teacher\n"
-        "st = PartialState()\n"
+        "st = runtime.state()\n"
+        "assert st.num_processes == int(__import__('os').environ.get('WORLD_SIZE', 1))\n"
         f"t = load_teacher({str(tiny_teacher)!r})\n"
         f"generation.generate(t, sys.argv[1], count=60, stream=noise.TRAIN, rank=st.process_index, world_size=st.num_processes, barrier=st.wait_for_everyone, **{KW!r})\n"
     )
@@ -121,5 +121,6 @@ def test_two_processes_write_the_same_shards(tiny_teacher, tmp_path):
         env=env, capture_output=True, text=True,
     )
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "[rank 1]" in r.stderr  # two processes really split the shards
     assert _bytes(tmp_path / "one") == _bytes(tmp_path / "two")
     assert json.loads((tmp_path / "one" / "manifest.json").read_text()) == json.loads((tmp_path / "two" / "manifest.json").read_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -189,3 +190,37 @@ def test_pd_sampler_converges_to_the_oracle_endpoint():
     errs = [(progressive.sample(oracle, cfg, noise, k) - exact).pow(2).mean().sqrt().item() for k in (4, 256)]
     # Measured: 0.140 at 4 steps, 0.0028 at 256 steps (first-order convergence, as DDIM should).
     assert errs[1] < 0.05 * errs[0] and errs[1] < 0.005
+
+
+def test_ddp_two_processes_train_in_step(tmp_path):
+    """A few DDP steps with 2 CPU processes (gloo): both ranks end with the same weights."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp.py"
+    script.write_text(
+        "import sys, torch\n"
+        "sys.path.insert(0, %r)\n"
+        "from test_training import Pairs, _student, _cfg\n"
+        "from lines_model import runtime\n"
+        "from lines_model.config import RuntimeCfg\n"
+        "from lines_model.losses import LinesLoss\n"
+        "from lines_model.training import train\n"
+        "st = runtime.state()\n"
+        "r = train(_student(), LinesLoss(), Pairs(), _cfg(epochs=2), RuntimeCfg(), checkpoint_dir=sys.argv[1] + f'/ck{st.process_index}', fingerprint_extra={})\n"
+        "torch.save({k: v for k, v in r.ema_model.state_dict().items()}, sys.argv[1] + f'/w{st.process_index}.pt')\n"
+        "print('steps', r.steps)\n" % str(Path(__file__).parent)
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29544", str(script), str(tmp_path)],
+        env=env, capture_output=True, text=True,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    # 64 pairs, batch 16 per process, 2 processes: 2 steps per epoch.
+    assert "steps 4" in r.stdout
+    a = torch.load(tmp_path / "w0.pt", weights_only=True)
+    b = torch.load(tmp_path / "w1.pt", weights_only=True)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
