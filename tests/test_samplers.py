@@ -1,0 +1,184 @@
+"""Teacher samplers against the exact probability-flow ODE of Gaussian data, plus determinism.
+
+For data N(mu, s^2 I) the oracle (lines_model/oracle.py) is the exact denoiser and
+`oracle.endpoint(noise, t_first)` the exact ODE endpoint of noise started at the sampler's first
+timestep, so a sampler's error against it is pure discretisation (and float32) error.
+The tolerances below are RMS errors over 64 x 3 x 8 x 8 values; each comment gives the value
+measured with the pinned torch/diffusers versions (noise_for(range(64), (3, 8, 8), seed=0)).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import DDPMScheduler
+
+from lines_model import noise, samplers
+from lines_model.oracle import GaussianOracle
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+def _rms(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a.double() - b.double()).pow(2).mean().sqrt().item()
+
+
+NOISE = noise.noise_for(range(64), (3, 8, 8), seed=0)
+
+# name -> (scheduler config, mu, s, DDIM-1000 RMS bound, DPM-Solver++-20 RMS bound)
+CASES = {
+    # (a) DDPMScheduler defaults (epsilon, linear betas) without clipping.
+    # measured: DDIM-1000 1.46e-3, DPM-Solver++-20 3.98e-3
+    "eps-linear": (dict(DDPMScheduler(clip_sample=False).config), 0.1, 0.3, 2.5e-3, 6e-3),
+    # (b) clip_sample on, but data N(0.1, 0.2^2) stays well inside [-1, 1] (|x| < 0.93), so the
+    # clip never binds and the exact endpoint is still the target.
+    # measured: DDIM-1000 1.50e-3, DPM-Solver++-20 2.51e-3
+    "eps-linear-clip": (dict(DDPMScheduler(clip_sample=True).config), 0.1, 0.2, 2.5e-3, 4e-3),
+    # (c) v-prediction, cosine schedule, trailing spacing (the tiny test teachers' config).
+    # measured: DDIM-1000 7.39e-4, DPM-Solver++-20 8.33e-3
+    "v-cosine-trailing": (
+        dict(
+            DDPMScheduler(
+                clip_sample=False, prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2", timestep_spacing="trailing"
+            ).config
+        ),
+        0.1,
+        0.3,
+        1.5e-3,
+        1.2e-2,
+    ),
+}
+
+
+def _error(sampler: str, cfg: dict, mu: float, s: float, steps: int) -> float:
+    """RMS error of `sampler` with `steps` evaluations against the exact endpoint from its first timestep."""
+    oracle = GaussianOracle(cfg, mu, s)
+    if sampler == "ddim":
+        out, t_first = samplers.ddim(oracle, cfg, NOISE, steps), samplers.ddim_scheduler(cfg, steps).timesteps[0]
+    else:
+        out, t_first = samplers.dpmsolver_pp(oracle, cfg, NOISE, steps), samplers.dpmsolver_scheduler(cfg, steps).timesteps[0]
+    assert out.shape == NOISE.shape and out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+    return _rms(out, oracle.endpoint(NOISE, int(t_first)))
+
+
+def test_the_config_cases_are_what_they_claim():
+    a, b, c = (CASES[k][0] for k in CASES)
+    assert (a["prediction_type"], a["beta_schedule"], a["clip_sample"]) == ("epsilon", "linear", False)
+    assert (b["prediction_type"], b["beta_schedule"], b["clip_sample"]) == ("epsilon", "linear", True)
+    assert (c["prediction_type"], c["beta_schedule"], c["timestep_spacing"]) == ("v_prediction", "squaredcos_cap_v2", "trailing")
+    # DDIM-1000 and DPM-Solver++ start at the last training timestep in every case
+    for cfg, *_ in CASES.values():
+        assert int(samplers.ddim_scheduler(cfg, 1000).timesteps[0]) == 999
+        assert int(samplers.dpmsolver_scheduler(cfg, 20).timesteps[0]) == 999
+        assert len(samplers.dpmsolver_scheduler(cfg, 20).timesteps) == 20
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_samplers_land_on_the_exact_ode_endpoint(case):
+    cfg, mu, s, ddim_tol, dpm_tol = CASES[case]
+    oracle = GaussianOracle(cfg, mu, s)
+    exact = oracle.endpoint(NOISE, 999)
+    # the target is far from the input noise and from the mean, so small errors mean something
+    assert _rms(exact, NOISE) > 0.5
+    assert _rms(exact, torch.full_like(exact, mu)) == pytest.approx(s, rel=0.05)
+    if cfg["clip_sample"]:
+        assert exact.abs().max() < 0.95  # (b): the clip cannot bind on the exact trajectory
+
+    err_ddim_1000 = _error("ddim", cfg, mu, s, 1000)
+    err_dpm_20 = _error("dpmsolver++", cfg, mu, s, 20)
+    assert err_ddim_1000 < ddim_tol, f"DDIM-1000 RMS error {err_ddim_1000:.3e}"
+    assert err_dpm_20 < dpm_tol, f"DPM-Solver++-20 RMS error {err_dpm_20:.3e}"
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_ddim_converges_and_dpmsolver_beats_ddim_at_equal_steps(case):
+    cfg, mu, s, *_ = CASES[case]
+    e50, e1000 = _error("ddim", cfg, mu, s, 50), _error("ddim", cfg, mu, s, 1000)
+    # measured DDIM-50: 2.50e-2 / 2.38e-2 / 1.38e-2, i.e. 17x / 16x / 19x the DDIM-1000 error
+    # (first order: 20x the steps); a sampler that ignored the network would not shrink at all.
+    assert e1000 < e50 / 8, (e50, e1000)
+    assert e50 > 5e-3  # 50 steps are visibly inexact: the tolerances above are not vacuous
+    d20, p20 = _error("ddim", cfg, mu, s, 20), _error("dpmsolver++", cfg, mu, s, 20)
+    # measured DDIM-20: 5.92e-2 / 5.49e-2 / 3.33e-2 vs DPM-Solver++-20: 3.98e-3 / 2.51e-3 / 8.33e-3
+    # (ratios 15x / 22x / 4x)
+    assert p20 < d20 / 2.5, (d20, p20)
+
+
+def test_dpmsolver_order_and_steps_matter():
+    cfg, mu, s, *_ = CASES["eps-linear"]
+    # measured, 20 steps: order 1 (first-order DPM-Solver++ = DDIM on log-SNR-uniform steps) 3.61e-2,
+    # order 2 3.98e-3; order 2 with 50 steps 5.25e-4
+    e1 = _error_order(cfg, mu, s, 20, 1)
+    e2 = _error_order(cfg, mu, s, 20, 2)
+    assert e2 < e1 / 2, (e1, e2)
+    assert _error("dpmsolver++", cfg, mu, s, 50) < e2 / 3
+
+
+def _error_order(cfg, mu, s, steps, order):
+    oracle = GaussianOracle(cfg, mu, s)
+    out = samplers.dpmsolver_pp(oracle, cfg, NOISE, steps, order=order)
+    return _rms(out, oracle.endpoint(NOISE, 999))
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        dict(DDPMScheduler(clip_sample=True).config),
+        dict(DDPMScheduler(clip_sample=True, prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2", timestep_spacing="trailing").config),
+    ],
+    ids=["eps-linear", "v-cosine"],
+)
+@pytest.mark.parametrize("sampler,steps", [("ddim", 20), ("ddim", 200), ("dpmsolver++", 5), ("dpmsolver++", 20)])
+def test_clip_sample_keeps_outputs_in_range(cfg, sampler, steps):
+    mu, s = 0.8, 0.5
+    oracle = GaussianOracle(cfg, mu, s)
+    assert (oracle.endpoint(NOISE, 999) > 1).float().mean() > 0.3  # unclipped data leave [-1, 1] often
+    out = samplers.teacher_sampler(sampler)(oracle, cfg, NOISE, steps)
+    assert out.min() >= -1 and out.max() <= 1
+    assert out.max() > 0.99  # the clip binds (outputs pile up at the edge), they are not merely shrunk
+
+    # without clip_sample the same data do leave [-1, 1]: the range comes from the config
+    free = dict(cfg, clip_sample=False)
+    assert samplers.teacher_sampler(sampler)(GaussianOracle(free, mu, s), free, NOISE, steps).max() > 1.2
+
+
+@pytest.mark.parametrize("sampler,steps", [("ddim", 10), ("dpmsolver++", 10)])
+def test_samplers_are_deterministic(sampler, steps):
+    cfg, mu, s, *_ = CASES["v-cosine-trailing"]
+    oracle = GaussianOracle(cfg, mu, s)
+    fn = samplers.teacher_sampler(sampler)
+    a, b = fn(oracle, cfg, NOISE, steps), fn(oracle, cfg, NOISE.clone(), steps)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, fn(oracle, cfg, noise.noise_for(range(64), (3, 8, 8), seed=1), steps))
+
+
+def test_noise_is_indexed_by_seed_stream_and_index():
+    shape = (3, 4, 4)
+    batch = noise.noise_for([0, 1, 2, 7, 100], shape, seed=5)
+    assert batch.shape == (5, *shape) and batch.dtype == torch.float32
+    for k, i in enumerate([0, 1, 2, 7, 100]):
+        assert torch.equal(batch[k], noise.noise_for([i], shape, seed=5)[0])
+    # a range split across "processes" equals the whole range
+    assert torch.equal(torch.cat([noise.noise_for(range(0, 3), shape, 5), noise.noise_for(range(3, 8), shape, 5)]),
+                       noise.noise_for(range(8), shape, 5))
+    assert torch.equal(noise.noise_for([3], shape, seed=5), noise.noise_for([3], shape, seed=5))
+    # different items, seeds and streams all differ
+    assert not torch.equal(batch[0], batch[1])
+    assert not torch.equal(noise.noise_for([0], shape, seed=5), noise.noise_for([0], shape, seed=6))
+    assert not torch.equal(
+        noise.noise_for([0], shape, seed=5, stream=noise.TRAIN), noise.noise_for([0], shape, seed=5, stream=noise.HELDOUT)
+    )
+    # and it is standard normal
+    big = noise.noise_for(range(64), (3, 16, 16), seed=0)
+    assert abs(big.mean().item()) < 0.03 and abs(big.std().item() - 1) < 0.03
+
+
+def test_teacher_sampler_names():
+    assert samplers.teacher_sampler("ddim") is samplers.ddim
+    assert samplers.teacher_sampler("dpmsolver++") is samplers.dpmsolver_pp
+    with pytest.raises(ValueError, match=r"pairs\.sampler.*'euler'.*ddim.*dpmsolver\+\+"):
+        samplers.teacher_sampler("euler")
