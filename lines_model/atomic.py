@@ -71,6 +71,8 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
+        for f in tmp.rglob("*"):  # some writers (safetensors) create 0600 files
+            os.chmod(f, (0o777 if f.is_dir() else 0o666) & ~_umask())
         old = None
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
