@@ -76,3 +76,26 @@ def test_stage_reports_missing_inputs(tmp_path):
 def test_missing_params_file(tmp_path):
     r = _run_stage(tmp_path, "subset")
     assert r.returncode == 2 and "params.yaml: params file not found" in r.stderr
+
+
+def test_student_that_cannot_take_the_teacher_image_size():
+    from lines_model.config import StudentCfg
+    from lines_model.students import build_student
+
+    with pytest.raises(ConfigError, match=r"student\.block_out_channels: 3 levels .* 6x6 image"):
+        build_student(StudentCfg(), (3, 6, 6))
+    assert build_student(StudentCfg(), (3, 16, 16)).config.sample_size == 16
+
+
+def test_teacher_pairs_with_a_teacher_folder_without_weights(tmp_path):
+    (tmp_path / "teacher").mkdir()
+    (tmp_path / "teacher" / "config.json").write_text('{"_class_name": "UNet2DModel"}')
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["teacher"]["model"] = "teacher"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "data" / "pairs").mkdir(parents=True)
+    (tmp_path / "data" / "pairs" / "manifest.json").write_text("{}")
+    r = _run_stage(tmp_path, "teacher_pairs")
+    assert r.returncode == 2
+    assert "no weights: expected diffusion_pytorch_model.safetensors" in r.stderr
+    assert (tmp_path / "data" / "pairs" / "manifest.json").read_text() == "{}"
