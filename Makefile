@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 repro: $(STAMP)
-	$(BIN)/dvc repro
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
 
 test: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q
