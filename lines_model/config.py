@@ -28,8 +28,8 @@ class PairsCfg:
     count: int = field(4000, min=1)  # training pairs (250,000 in the CIFAR-10 profile)
     heldout: int = field(1000, min=1)  # held-out pairs for evaluation, from a separate noise stream
     sampler: Literal["ddim", "dpmsolver++"] = "dpmsolver++"  # deterministic teacher sampler
-    steps: int = field(20, min=1)  # sampler steps = teacher NFE per pair
-    order: int = field(2, min=1, max=3)  # DPM-Solver++ order (ignored by ddim)
+    steps: int = field(32, min=1)  # sampler steps = teacher NFE per pair
+    order: int = field(3, min=1, max=3)  # DPM-Solver++ order (ignored by ddim)
     seed: int = field(0, min=0)  # noise of pair i comes from a generator seeded by (seed, stream, i)
     batch_size: int = field(250, min=1)  # teacher batch; must divide shard_size
     shard_size: int = field(1000, min=1)  # pairs per shard file (the unit of resume and of work split)
