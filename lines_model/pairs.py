@@ -7,15 +7,15 @@ Layout of a pairs folder:
 
 Shard j holds pairs [j*shard_size, (j+1)*shard_size) of the noise stream. Every file is written
 atomically and a shard enters the manifest only once both of its files are in place, so a killed
-run resumes from the last complete shard. Readers memory-map the shards: training RAM does not
-grow with the number of pairs.
+run resumes from the last complete shard. Readers validate each shard through a memory map and
+then read single pairs at their file offsets: training RAM does not grow with the number of pairs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import mmap
+import os
 from bisect import bisect_right
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -142,11 +142,17 @@ class PairStore(torch.utils.data.Dataset):
                     raise PairsError(f"{p}: unreadable or truncated shard ({e}); delete it and rerun teacher_pairs") from None
                 if a.shape != (n, *shape) or a.dtype != np.float32:
                     raise PairsError(f"{p}: expected float32 {(n, *shape)}, found {a.dtype} {a.shape}")
-                arrays.append(a)
+                # Items are read with pread at the array's data offset rather than through the
+                # mapping: mapped file pages count as resident memory, and on this kernel one
+                # fault maps a whole large folio of page cache, so shuffled reads through a
+                # mapping grew RSS by ~700 MB per 256 items (benchmarks/README.md).
+                arrays.append((os.open(p, os.O_RDONLY), int(a.offset)))
+                del a
             self._noise.append(arrays[0])
             self._clean.append(arrays[1])
             self._starts.append(j * m.shard_size)
-        self._reads = 0
+        self._shape = shape
+        self._item_bytes = int(np.prod(shape)) * 4
         self.indices = None if indices is None else np.asarray(indices, dtype=np.int64)
         if self.indices is not None and len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= m.count):
             raise PairsError(f"{self.folder}: subset index out of range [0, {m.count})")
@@ -158,27 +164,29 @@ class PairStore(torch.utils.data.Dataset):
         j = bisect_right(self._starts, i) - 1
         return j, i - self._starts[j]
 
-    RELEASE_EVERY = 2048  # items read between releases of the mapped pages
-
-    def release(self) -> None:
-        """Drop the mapped pages from this process's resident set.
-
-        Pages of a memory-mapped file count towards RSS once touched; a full epoch over 250k pairs
-        would otherwise show the whole 6 GB as resident. The data stays in the OS page cache.
-        """
-        for a in (*self._noise, *self._clean):
-            mm = getattr(a, "_mmap", None)
-            if mm is not None and hasattr(mm, "madvise"):
-                mm.madvise(mmap.MADV_DONTNEED)
+    def _read(self, src: tuple[int, int], r: int) -> torch.Tensor:
+        fd, offset = src
+        nbytes = self._item_bytes
+        buf = os.pread(fd, nbytes, offset + r * nbytes)
+        if len(buf) != nbytes:
+            raise PairsError(f"{self.folder}: short read in a shard (file changed while training?)")
+        return torch.frombuffer(bytearray(buf), dtype=torch.float32).view(self._shape)
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         i = int(k if self.indices is None else self.indices[k])
         j, r = self._locate(i)
-        item = torch.from_numpy(np.array(self._noise[j][r])), torch.from_numpy(np.array(self._clean[j][r]))
-        self._reads += 1
-        if self._reads % self.RELEASE_EVERY == 0:
-            self.release()
-        return item
+        return self._read(self._noise[j], r), self._read(self._clean[j], r)
+
+    def close(self) -> None:
+        for fd, _ in (*self._noise, *self._clean):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._noise, self._clean = [], []
+
+    def __del__(self):
+        self.close()
 
     def take(self, positions) -> tuple[torch.Tensor, torch.Tensor]:
         """A batch of pairs at `positions` (of this view), as stacked tensors."""
