@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +38,7 @@ def shard_done(folder: Path, m: pairs.Manifest, j: int) -> bool:
         return False
     if n != len(m.shard_range(j)):
         return False
-    return pairs._hash_files(*files) == side.read_text().strip()
+    return pairs.hash_files(*files) == side.read_text().strip()
 
 
 def _clear(folder: Path) -> None:

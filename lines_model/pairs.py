@@ -67,7 +67,7 @@ def shard_name(j: int) -> str:
     return f"shard-{j:05d}"
 
 
-def _hash_files(*paths: Path) -> str:
+def hash_files(*paths: Path) -> str:
     h = hashlib.sha256()
     for p in paths:
         with open(p, "rb") as f:
@@ -100,7 +100,7 @@ def write_shard(folder: Path, j: int, noise: torch.Tensor, clean: torch.Tensor) 
             with open(tmp, "wb") as f:
                 np.save(f, t.detach().cpu().float().numpy().astype(np.float32, copy=False))
         paths.append(p)
-    return _hash_files(*paths)
+    return hash_files(*paths)
 
 
 def verify_shard(folder: Path, m: Manifest, j: int) -> bool:
@@ -109,7 +109,7 @@ def verify_shard(folder: Path, m: Manifest, j: int) -> bool:
     paths = [Path(folder) / f"{name}.{k}.npy" for k in ("noise", "clean")]
     if name not in m.shards or not all(p.exists() for p in paths):
         return False
-    return _hash_files(*paths) == m.shards[name]
+    return hash_files(*paths) == m.shards[name]
 
 
 class PairStore(torch.utils.data.Dataset):

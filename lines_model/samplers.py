@@ -58,7 +58,7 @@ def dpmsolver_scheduler(config: dict, steps: int, order: int = 2) -> DPMSolverMu
 
 @torch.no_grad()
 def _run(scheduler, unet, noise: torch.Tensor, progress: bool, step_kwargs: dict) -> torch.Tensor:
-    device = next(unet.parameters()).device if isinstance(unet, torch.nn.Module) and any(True for _ in unet.parameters()) else noise.device
+    device = next(iter(unet.parameters()), noise).device  # parameter-free oracles run where the noise is
     x = noise.to(device) * scheduler.init_noise_sigma
     for t in tqdm(scheduler.timesteps, disable=not progress, leave=False, desc="sampling"):
         x_in = scheduler.scale_model_input(x, t)

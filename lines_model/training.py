@@ -8,6 +8,7 @@ resumed from a checkpoint replays exactly what an uninterrupted run would have d
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -63,7 +64,7 @@ def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
     return f
 
 
-def _fingerprint(obj) -> str:
+def fingerprint(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -138,7 +139,7 @@ def train(
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps, total))
     ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
-    ckpt = Checkpoint(checkpoint_dir, _fingerprint({"train": cfg.__dict__, **fingerprint_extra, "world": acc.num_processes}))
+    ckpt = Checkpoint(checkpoint_dir, fingerprint({"train": cfg.__dict__, **fingerprint_extra, "world": acc.num_processes}))
     resumed = ckpt.load(model, ema, opt, sched)
     step, losses = resumed if resumed else (0, [])
     ema.to(device)
@@ -191,8 +192,6 @@ def train(
 
 
 def ema_copy(model: torch.nn.Module, ema: EMAModel) -> torch.nn.Module:
-    import copy
-
     m = copy.deepcopy(model)
     ema.copy_to(m.parameters())
     return m.eval()

@@ -19,7 +19,7 @@ from lines_model.cli import run_stage
 from lines_model.config import TrainCfg, to_dict
 from lines_model.students import load_student, save_student
 from lines_model.teachers import load_teacher
-from lines_model.training import _fingerprint, train
+from lines_model.training import fingerprint, train
 
 
 class CleanImages(torch.utils.data.Dataset):
@@ -48,7 +48,7 @@ def main(params, args) -> None:
     n = pd.start_steps // 2
     round_i = 0
     while n >= pd.end_steps:
-        fp = _fingerprint({"pd": to_dict(pd), "teacher": teacher.sha256, "pairs": data.store.manifest.shards, "round": n})
+        fp = fingerprint({"pd": to_dict(pd), "teacher": teacher.sha256, "pairs": data.store.manifest.shards, "round": n})
         done = out_root / f"round_{n}step"
         meta = done / "lines_model.json"
         if meta.exists() and json.loads(meta.read_text()).get("fingerprint") == fp:

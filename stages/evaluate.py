@@ -12,7 +12,7 @@ import torch
 from lines_model import atomic, pairs, plots, progressive, runtime, samplers
 from lines_model.cli import run_stage
 from lines_model.config import ConfigError
-from lines_model.evaluation import GeneratorSpec, evaluate, to_unit
+from lines_model.evaluation import METRIC_KEYS, GeneratorSpec, evaluate, to_unit
 from lines_model.students import load_student
 from lines_model.teachers import load_teacher
 
@@ -63,7 +63,7 @@ def main(params, args) -> None:
             specs, noise, teacher_images, reference, batch_size=e.batch_size,
             speed_batch=e.speed_batch, speed_repeats=e.speed_repeats, fidelity_kwargs=fidelity,
         )
-    metrics_out = {name: {k: m[k] for k in ("nfe", "fid", "kid", "precision", "recall", "mse", "psnr", "ms_per_image", "speedup")} for name, m in metrics.items()}
+    metrics_out = {name: {k: m[k] for k in METRIC_KEYS} for name, m in metrics.items()}
     atomic.write_json("metrics/evaluate.json", metrics_out)
     atomic.write_json("plots/generators.json", [{"generator": n, **m} for n, m in metrics_out.items()])
 
