@@ -16,6 +16,8 @@ memory section, each started fresh so that its memory and timing are its own.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import datetime as dt
 import json
 import os
@@ -59,8 +61,10 @@ FULL = dict(
     gpu_dpm_steps=20,
     gpu_ddim_repeats=2,
     gpu_dpm_repeats=3,
-    gpu_train_warmup=5,
-    gpu_train_steps=40,
+    gpu_dpm_order=3,
+    gpu_train_steps=30,  # per epoch; 2 epochs timed after one of warm-up
+    gpu_num_workers=4,
+    gpu_compile=True,
     gpu_speed_repeats=5,
 )
 QUICK = dict(
@@ -81,8 +85,9 @@ QUICK = dict(
     mem_train_steps=1,
     gpu_ddim_repeats=1,
     gpu_dpm_repeats=1,
-    gpu_train_warmup=2,
-    gpu_train_steps=5,
+    gpu_train_steps=2,
+    gpu_num_workers=0,
+    gpu_compile=False,
     gpu_speed_repeats=2,
 )
 
@@ -670,95 +675,151 @@ def _bench_memory(work: Path, S: dict, threads: int, progress: bool) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def bench_gpu(S: dict, device: str = "cuda") -> dict:
-    """GPU throughput of the CIFAR-10-sized networks. `device` is "cuda" except in a CPU dry run of
+def _cifar_student_cfg():
+    """The student of profiles/cifar10.yaml (about 10M parameters, as the original's ~9M net)."""
+    import yaml
+
+    from lines_model.config import parse_params, to_dict
+    from lines_model.profile import merge
+
+    base = to_dict(parse_params(yaml.safe_load((ROOT / "params.yaml").read_text())))
+    diff = yaml.safe_load((ROOT / "profiles" / "cifar10.yaml").read_text())
+    return parse_params(merge(base, diff)).student
+
+
+def bench_gpu(S: dict, r: dict | None = None, save=lambda: None, device: str = "cuda") -> dict:
+    """GPU throughput of the CIFAR-10-sized networks: random-init google/ddpm-cifar10-32 teacher,
+    the cifar10 profile's student. Fills `r` measurement by measurement, calling `save()` after
+    each, so a run cut short keeps what it measured. `device` is "cuda" except in a CPU dry run of
     this code with tiny sizes (tests), where the numbers mean nothing."""
     import torch
-    import torch.nn.functional as F
     from diffusers import DDPMScheduler, UNet2DModel
 
-    from lines_model.config import StudentCfg
+    from lines_model import runtime
+    from lines_model.config import RuntimeCfg, TrainCfg
+    from lines_model.generation import generate
+    from lines_model.losses import LinesLoss
+    from lines_model.pairs import PairStore
     from lines_model.samplers import ddim, dpmsolver_pp, lines_sample
     from lines_model.students import build_student, count_parameters
-    from lines_model.teachers import CIFAR10_SCHEDULER_CONFIG, CIFAR10_UNET_CONFIG
+    from lines_model.teachers import CIFAR10_SCHEDULER_CONFIG, CIFAR10_UNET_CONFIG, Teacher
+    from lines_model.training import train
 
+    r = {} if r is None else r
     dev = torch.device(device)
     cuda = dev.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
+    bf16 = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
+    torch.manual_seed(0)
+    unet = UNet2DModel(**CIFAR10_UNET_CONFIG).to(dev).eval().requires_grad_(False)
+    cfg = dict(DDPMScheduler(**CIFAR10_SCHEDULER_CONFIG).config)
+    scfg = _cifar_student_cfg()
+    student = build_student(scfg, (3, 32, 32)).to(dev).eval().requires_grad_(False)
+    B, b_small = S["gpu_batch"], S["gpu_small_batch"]
+    ddim_steps, dpm_steps, order = S["gpu_ddim_steps"], S["gpu_dpm_steps"], S["gpu_dpm_order"]
+    dpm = f"dpmsolver{dpm_steps}"
+    r.update({
+        "device": torch.cuda.get_device_name(dev) if cuda else f"{device} (dry run)",
+        "torch": torch.__version__,
+        "teacher": "random-init google/ddpm-cifar10-32 architecture (CIFAR10_UNET_CONFIG)",
+        "teacher_params": count_parameters(unet),
+        "student": "profiles/cifar10.yaml student, random init",
+        "student_params": count_parameters(student),
+        "batch": B,
+        "ours": "bf16 autocast, channels_last, TF32 allowed" if cuda else "fp32 (dry run)",
+        "original": "fp32, contiguous, PyTorch's default TF32 settings",
+    })
+    g = torch.Generator(device=dev).manual_seed(0)
+    noise = torch.randn((B, 3, 32, 32), device=dev, generator=g)
+
+    def sampler_time(fn, steps, repeats, n, net, ctx=bf16):
+        with ctx():
+            fn(net, cfg, n, 2, order=order)  # warm-up: kernels, cudnn autotuning, compilation
+            return _median_time(lambda: fn(net, cfg, n, steps, order=order), repeats, sync)
+
+    def original(net, cfg_, n, steps, **_):
+        return original_loop(net, cfg_, n, steps, len(n))
+
+    # The original first, under PyTorch's default flags; the flags below are ours.
+    log(f"gpu: original loop, DDIM {ddim_steps} steps, fp32, batch {B}")
+    t_orig = sampler_time(original, ddim_steps, S["gpu_ddim_repeats"], noise, unet, contextlib.nullcontext)
+    r[f"pairs_per_s_original_ddim{ddim_steps}_fp32"] = B / t_orig
+    n_small = noise[:b_small]
+    t_orig_s = sampler_time(original, ddim_steps, S["gpu_ddim_repeats"], n_small, unet, contextlib.nullcontext)
+    save()
     if cuda:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    bf16 = lambda: torch.autocast(dev.type, dtype=torch.bfloat16)  # noqa: E731
-    torch.manual_seed(0)
-    teacher = UNet2DModel(**CIFAR10_UNET_CONFIG).to(dev).eval().requires_grad_(False).to(memory_format=torch.channels_last)
-    cfg = dict(DDPMScheduler(**CIFAR10_SCHEDULER_CONFIG).config)
-    scfg = StudentCfg(
-        block_out_channels=(64, 128, 256), down_block_types=("DownBlock2D",) * 3, up_block_types=("UpBlock2D",) * 3, norm_num_groups=32
-    )
-    scfg.validate("gpu.student")
-    student = build_student(scfg, (3, 32, 32)).to(dev).to(memory_format=torch.channels_last)
-    B, b_small = S["gpu_batch"], S["gpu_small_batch"]
-    ddim_steps, dpm_steps = S["gpu_ddim_steps"], S["gpu_dpm_steps"]
-    r: dict = {
-        "device": torch.cuda.get_device_name(dev) if cuda else f"{device} (dry run)",
-        "precision": "bf16 autocast, channels_last" + (", TF32 allowed" if cuda else ""),
-        "teacher": "random-init google/ddpm-cifar10-32 architecture (CIFAR10_UNET_CONFIG)",
-        "teacher_params": count_parameters(teacher),
-        "student_params": count_parameters(student),
-        "batch": B,
-    }
-    g = torch.Generator(device=dev).manual_seed(0)
-    noise = torch.randn((B, 3, 32, 32), device=dev, generator=g)
-
-    def sampler_time(fn, steps, repeats, n):
-        with bf16():
-            fn(teacher, cfg, n, 2)  # warm-up: kernels, cudnn autotuning
-            return _median_time(lambda: fn(teacher, cfg, n, steps), repeats, sync)
-
+    teacher = runtime.prepare_inference(copy.deepcopy(unet), dev, RuntimeCfg())  # channels_last on CUDA
+    student = runtime.prepare_inference(student, dev, RuntimeCfg())
     log(f"gpu: teacher DDIM {ddim_steps} steps, batch {B}")
-    r[f"pairs_per_s_ddim{ddim_steps}"] = B / sampler_time(ddim, ddim_steps, S["gpu_ddim_repeats"], noise)
-    log(f"gpu: teacher DPM-Solver++ {dpm_steps} steps, batch {B}")
-    r[f"pairs_per_s_dpmsolver{dpm_steps}"] = B / sampler_time(dpmsolver_pp, dpm_steps, S["gpu_dpm_repeats"], noise)
+    r[f"pairs_per_s_ddim{ddim_steps}"] = B / sampler_time(ddim, ddim_steps, S["gpu_ddim_repeats"], noise, teacher)
+    log(f"gpu: teacher DPM-Solver++ order {order}, {dpm_steps} steps, batch {B}")
+    r[f"pairs_per_s_{dpm}"] = B / sampler_time(dpmsolver_pp, dpm_steps, S["gpu_dpm_repeats"], noise, teacher)
+    save()
 
-    log(f"gpu: training the student, AdamW{' fused' if cuda else ''}, batch {B}")
-    student.train()
-    opt = torch.optim.AdamW(student.parameters(), lr=1e-4, fused=cuda)
-    clean = torch.rand((B, 3, 32, 32), device=dev, generator=g).mul_(2).sub_(1)
+    with tempfile.TemporaryDirectory(prefix="lines-bench-gpu-") as tmp:
+        # The teacher_pairs path end to end: seeded CPU noise, sampler under autocast, shard files with hashes.
+        n_pairs = B * S["gpu_train_steps"]
+        log(f"gpu: generation.generate, DPM-Solver++ order {order} {dpm_steps} steps, {n_pairs} pairs")
+        t = Teacher(unet=teacher, scheduler_config=cfg, source="random-init", folder=Path(tmp), sha256="0" * 64)
+        gen_args = dict(count=n_pairs, stream=BENCH_STREAM, sampler="dpmsolver++", steps=dpm_steps, order=order, seed=BENCH_SEED,
+                        batch_size=B, shard_size=B * 5, autocast=bf16, desc="gpu pairs")
+        generate(t, Path(tmp) / "warm", **dict(gen_args, count=B, shard_size=B))
+        sync()
+        _, gen_s = _timed(lambda: generate(t, Path(tmp) / "pairs", **gen_args))
+        r["pairs_per_s_generate"] = n_pairs / gen_s
+        r["pairs_speedup_vs_original"] = r["pairs_per_s_generate"] / r[f"pairs_per_s_original_ddim{ddim_steps}_fp32"]
+        save()
 
-    def step():
-        t = torch.rand(B, device=dev, generator=g).view(-1, 1, 1, 1)
-        x = (t * clean + (1 - t) * noise).contiguous(memory_format=torch.channels_last)
+        # The training loop the stages use (Accelerate bf16, fused AdamW, channels_last, pinned
+        # memory) on those pairs read back through PairStore; epoch 0 is warm-up (and compilation).
+        def train_rate(compile_: bool) -> float:
+            torch.manual_seed(0)
+            net = build_student(scfg, (3, 32, 32))
+            stamps: list[float] = []
+
+            def on_epoch_end(epoch, _model):
+                sync()
+                stamps.append(time.perf_counter())
+
+            tcfg = TrainCfg(lr=1e-4, epochs=3, batch_size=B, warmup_steps=10, num_workers=S["gpu_num_workers"],
+                            log_every=10**6, checkpoint_every=10**6)
+            train(net, LinesLoss(), PairStore(Path(tmp) / "pairs"), tcfg, RuntimeCfg(compile=compile_),
+                  checkpoint_dir=Path(tmp) / f"ckpt-{compile_}", fingerprint_extra={}, on_epoch_end=on_epoch_end,
+                  desc="gpu train" + (" (compiled)" if compile_ else ""))
+            return 2 * n_pairs / (stamps[2] - stamps[0])
+
+        log(f"gpu: training the student through training.train, batch {B}")
+        r["train_samples_per_s"] = train_rate(False)
+        r["train_steps_timed"] = 2 * S["gpu_train_steps"]
+        save()
+
+        log(f"gpu: 1-step student vs teacher DDIM {ddim_steps} / DPM-Solver++ {dpm_steps} steps, batch {b_small}")
+        t_ddim = sampler_time(ddim, ddim_steps, S["gpu_ddim_repeats"], n_small, teacher)
+        t_dpm = sampler_time(dpmsolver_pp, dpm_steps, S["gpu_dpm_repeats"], n_small, teacher)
         with bf16():
-            out = student(x, t.flatten() * 999).sample
-        loss = F.mse_loss(out.float(), clean)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+            t_student = _median_time(lambda: lines_sample(student, n_small, 1), S["gpu_speed_repeats"], sync)
+        r[f"teacher_original_ddim{ddim_steps}_fp32_ms_b{b_small}"] = t_orig_s * 1000
+        r[f"teacher_ddim{ddim_steps}_ms_b{b_small}"] = t_ddim * 1000
+        r[f"teacher_{dpm}_ms_b{b_small}"] = t_dpm * 1000
+        r[f"student_1step_ms_b{b_small}"] = t_student * 1000
+        r[f"onestep_speedup_b{b_small}_vs_ddim{ddim_steps}"] = t_ddim / t_student
+        r[f"onestep_speedup_b{b_small}_vs_original_ddim{ddim_steps}_fp32"] = t_orig_s / t_student
+        r[f"onestep_speedup_b{b_small}_vs_{dpm}"] = t_dpm / t_student
+        save()
 
-    for _ in range(S["gpu_train_warmup"]):
-        step()
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(S["gpu_train_steps"]):
-        step()
-    sync()
-    r["train_samples_per_s"] = S["gpu_train_steps"] * B / (time.perf_counter() - t0)
-    r["train_steps_timed"] = S["gpu_train_steps"]
-
-    log(f"gpu: 1-step student vs teacher DDIM {ddim_steps} / DPM-Solver++ {dpm_steps} steps, batch {b_small}")
-    student.eval().requires_grad_(False)
-    n_small = noise[:b_small]
-    t_ddim = sampler_time(ddim, ddim_steps, S["gpu_ddim_repeats"], n_small)
-    t_dpm = sampler_time(dpmsolver_pp, dpm_steps, S["gpu_dpm_repeats"], n_small)
-    with bf16():
-        t_student = _median_time(lambda: lines_sample(student, n_small, 1), S["gpu_speed_repeats"], sync)
-    r[f"teacher_ddim{ddim_steps}_ms_b{b_small}"] = t_ddim * 1000
-    r[f"teacher_dpmsolver{dpm_steps}_ms_b{b_small}"] = t_dpm * 1000
-    r[f"student_1step_ms_b{b_small}"] = t_student * 1000
-    r[f"onestep_speedup_b{b_small}_vs_ddim{ddim_steps}"] = t_ddim / t_student
-    r[f"onestep_speedup_b{b_small}_vs_dpmsolver{dpm_steps}"] = t_dpm / t_student
-    del teacher, student, opt
+        if cuda and S["gpu_compile"]:  # runtime.compile: true; last, as compilation takes minutes
+            try:
+                log("gpu: torch.compile: teacher DPM-Solver++ and training")
+                compiled = runtime.prepare_inference(unet, dev, RuntimeCfg(compile=True))
+                r[f"pairs_per_s_{dpm}_compiled"] = B / sampler_time(dpmsolver_pp, dpm_steps, S["gpu_dpm_repeats"], noise, compiled)
+                save()
+                r["train_samples_per_s_compiled"] = train_rate(True)
+            except Exception as e:  # a compiler failure is a finding, not a reason to lose the rest
+                r["compile_error"] = f"{type(e).__name__}: {e}"[:500]
+            save()
     if cuda:
         torch.cuda.empty_cache()
     return r
@@ -893,7 +954,8 @@ def main(argv: list[str] | None = None) -> int:
         if "gpu" not in sections:
             pass
         elif torch.cuda.is_available():
-            results["gpu"] = bench_gpu(S)
+            results["gpu"] = {}
+            bench_gpu(S, results["gpu"], save)
         else:
             results["gpu"] = None
             results["gpu_note"] = "no CUDA device (torch.cuda.is_available() is False): GPU section not run"

@@ -36,11 +36,15 @@ def test_memory_section_tiny(bench, tmp_path):
 
 def test_gpu_section_dry_run_on_cpu(bench):
     torch.set_num_threads(1)
-    S = dict(bench.QUICK, gpu_batch=2, gpu_small_batch=1, gpu_ddim_steps=2, gpu_dpm_steps=2, gpu_train_warmup=1, gpu_train_steps=1)
-    r = bench.bench_gpu(S, device="cpu")
+    S = dict(bench.QUICK, gpu_batch=2, gpu_small_batch=1, gpu_ddim_steps=2, gpu_dpm_steps=2, gpu_train_steps=1)
+    saved = []
+    r = bench.bench_gpu(S, device="cpu", save=lambda: saved.append(1))
     assert r["student_params"] > 9e6 and r["teacher_params"] > 35e6
-    for key in ("pairs_per_s_ddim2", "pairs_per_s_dpmsolver2", "train_samples_per_s", "onestep_speedup_b1_vs_ddim2"):
+    keys = ("pairs_per_s_original_ddim2_fp32", "pairs_per_s_ddim2", "pairs_per_s_dpmsolver2", "pairs_per_s_generate",
+            "pairs_speedup_vs_original", "train_samples_per_s", "onestep_speedup_b1_vs_ddim2", "onestep_speedup_b1_vs_dpmsolver2")
+    for key in keys:
         assert r[key] > 0, key
+    assert len(saved) >= 4, "results are saved measurement by measurement"
 
 
 def test_markdown_table(bench):
