@@ -830,6 +830,14 @@ def bench_gpu(S: dict, r: dict | None = None, save=lambda: None, device: str = "
 # --------------------------------------------------------------------------------------------
 
 
+def _previous_gpu(out: Path) -> dict | None:
+    try:
+        gpu = json.loads(out.read_text()).get("gpu")
+    except (OSError, ValueError):
+        return None
+    return gpu if isinstance(gpu, dict) and str(gpu.get("device", "")).find("dry run") < 0 else None
+
+
 def machine_info(threads: int) -> dict:
     import diffusers
     import psutil
@@ -954,11 +962,16 @@ def main(argv: list[str] | None = None) -> int:
         if "gpu" not in sections:
             pass
         elif torch.cuda.is_available():
-            results["gpu"] = {}
+            results["gpu"] = {"date": results["machine"]["date"]}
             bench_gpu(S, results["gpu"], save)
         else:
-            results["gpu"] = None
-            results["gpu_note"] = "no CUDA device (torch.cuda.is_available() is False): GPU section not run"
+            # Most runs of this file have no GPU: keep the figures of the last run that had one
+            # (they carry their own device name and date) rather than erase them.
+            previous = _previous_gpu(out)
+            results["gpu"] = previous
+            results["gpu_note"] = "no CUDA device here (torch.cuda.is_available() is False): " + (
+                f"GPU figures kept from the run of {previous.get('date')} on {previous.get('device')}" if previous else "GPU section not run"
+            )
         results["machine"]["loadavg_end"] = list(os.getloadavg())
         results["total_s"] = time.perf_counter() - _T0
         results["complete"] = True
