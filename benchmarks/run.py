@@ -129,6 +129,7 @@ def child_gen(argv: list[str]) -> None:
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--steps", type=int, required=True)
     p.add_argument("--order", type=int, default=2)
+    p.add_argument("--lambda-min", type=float, default=None)
     p.add_argument("--shard-size", type=int, required=True)
     p.add_argument("--result", required=True)
     a = p.parse_args(argv)
@@ -148,7 +149,7 @@ def child_gen(argv: list[str]) -> None:
     t0 = time.perf_counter()
     generation.generate(
         teacher, a.out, count=a.count, stream=BENCH_STREAM, sampler="dpmsolver++", steps=a.steps, order=a.order,
-        seed=BENCH_SEED, batch_size=a.shard_size, shard_size=a.shard_size, rank=st.process_index,
+        lambda_min=a.lambda_min, seed=BENCH_SEED, batch_size=a.shard_size, shard_size=a.shard_size, rank=st.process_index,
         world_size=st.num_processes, barrier=st.wait_for_everyone, desc="2-proc pairs",
     )
     seconds = time.perf_counter() - t0  # generate ends with a barrier: this is the slowest rank's time
@@ -402,10 +403,14 @@ def bench_pairs(teacher, teacher_dir: Path, work: Path, S: dict, threads: int, p
 
     from lines_model import noise as noise_mod
     from lines_model import pairs
+    from lines_model.config import load_params
     from lines_model.generation import generate
     from lines_model.samplers import dpmsolver_pp
 
     unet, cfg = teacher.unet, teacher.scheduler_config
+    # Our sampler is DPM-Solver++ on params.yaml's log-SNR grid; the reference keeps the plain grid
+    # (lambda_min None), so that it shares no choice with the candidates but the solver family.
+    lam = load_params(ROOT / "params.yaml").pairs.lambda_min
     N = S["n_noise"]
     noise = noise_mod.noise_for(range(N), teacher.sample_shape, BENCH_SEED, BENCH_STREAM)
     r: dict = {}
@@ -438,7 +443,7 @@ def bench_pairs(teacher, teacher_dir: Path, work: Path, S: dict, threads: int, p
     chosen_order = 2
     for steps in S["candidates"]:  # fewest NFE first; at equal NFE both solver orders are tried
         for order in (2, 3):
-            v = _median_psnr(dpmsolver_pp(unet, cfg, noise[:m], steps, order=order), ref[:m])
+            v = _median_psnr(dpmsolver_pp(unet, cfg, noise[:m], steps, order=order, lambda_min=lam), ref[:m])
             cands[f"order{order}_{steps}"] = v
             log(f"pairs: candidate DPM-Solver++ order {order} {steps:3d} steps: median PSNR {v:6.2f} dB (original {target:6.2f} dB, {m} noises)")
             if v >= target:
@@ -454,10 +459,11 @@ def bench_pairs(teacher, teacher_dir: Path, work: Path, S: dict, threads: int, p
         chosen_order, chosen = int(best[5]), int(best.split("_")[1])
     r["pairs_steps"] = chosen
     r["pairs_order"] = chosen_order
-    r["pairs_sampler"] = f"dpmsolver++ order {chosen_order}, {chosen} steps"
+    r["pairs_sampler"] = f"dpmsolver++ order {chosen_order}, {chosen} steps, lambda_min {lam}"
+    r["pairs_lambda_min"] = lam
 
     log(f"pairs: timing DPM-Solver++ {chosen} steps on {N} noises (batch {N}, {threads} threads)")
-    ours, ours_s = _timed(lambda: dpmsolver_pp(unet, cfg, noise, chosen, order=chosen_order))
+    ours, ours_s = _timed(lambda: dpmsolver_pp(unet, cfg, noise, chosen, order=chosen_order, lambda_min=lam))
     r["pairs_per_s"] = N / ours_s
     r["psnr_vs_reference"] = _median_psnr(ours, ref)
     r["pairs_speedup"] = r["pairs_per_s"] / r["pairs_per_s_original"]
@@ -469,7 +475,7 @@ def bench_pairs(teacher, teacher_dir: Path, work: Path, S: dict, threads: int, p
     log(f"pairs: generation.generate, 1 process, {N} pairs in 2 shards of {half}")
     gen1 = work / "gen-1proc"
     _, gen1_s = _timed(lambda: generate(
-        teacher, gen1, count=N, stream=BENCH_STREAM, sampler="dpmsolver++", steps=chosen, order=chosen_order, seed=BENCH_SEED,
+        teacher, gen1, count=N, stream=BENCH_STREAM, sampler="dpmsolver++", steps=chosen, order=chosen_order, lambda_min=lam, seed=BENCH_SEED,
         batch_size=half, shard_size=half, desc="1-proc pairs",
     ))
     r["pairs_per_s_generate_1proc"] = N / gen1_s
@@ -486,7 +492,8 @@ def bench_pairs(teacher, teacher_dir: Path, work: Path, S: dict, threads: int, p
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         str(Path(__file__).resolve()), "--child", "gen", "--teacher", str(teacher_dir), "--out", str(gen2),
-        "--count", str(N), "--steps", str(chosen), "--order", str(chosen_order), "--shard-size", str(half), "--result", str(res),
+        "--count", str(N), "--steps", str(chosen), "--order", str(chosen_order),
+        *(["--lambda-min", str(lam)] if lam is not None else []), "--shard-size", str(half), "--result", str(res),
     ]
     t0 = time.perf_counter()
     run_group(cmd, env=env, timeout_s=600)
@@ -553,7 +560,7 @@ def bench_onestep(teacher, S: dict) -> dict:
     for b in S["onestep_batches"]:
         n = noise[:b]
         log(f"one-step: batch {b}: teacher {r['onestep_teacher_sampler']} vs student 1 step")
-        t_teacher = _median_time(lambda: sample(teacher.unet, teacher.scheduler_config, n, pc.steps, order=pc.order), S["onestep_repeats"])
+        t_teacher = _median_time(lambda: sample(teacher.unet, teacher.scheduler_config, n, pc.steps, order=pc.order, lambda_min=pc.lambda_min), S["onestep_repeats"])
         t_student = _median_time(lambda: lines_sample(student, n, 1), max(3, S["onestep_repeats"]))
         key = "b16" if b == min(S["onestep_batches"]) else "b256"
         r[f"onestep_teacher_ms_per_image_{key}"] = t_teacher * 1000 / b

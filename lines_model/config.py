@@ -30,6 +30,9 @@ class PairsCfg:
     sampler: Literal["ddim", "dpmsolver++"] = "dpmsolver++"  # deterministic teacher sampler
     steps: int = field(32, min=1)  # sampler steps = teacher NFE per pair
     order: int = field(3, min=1, max=3)  # DPM-Solver++ order (ignored by ddim)
+    # DPM-Solver++ only: log-SNR where its uniform step grid starts; the stretch below it is crossed in
+    # one step (samplers.log_snr_grid). null: the plain grid from the last timestep.
+    lambda_min: float | None = -5.0
     seed: int = field(0, min=0)  # noise of pair i comes from a generator seeded by (seed, stream, i)
     batch_size: int = field(250, min=1)  # teacher batch; must divide shard_size
     shard_size: int = field(1000, min=1)  # pairs per shard file (the unit of resume and of work split)

@@ -57,6 +57,7 @@ def generate(
     steps: int,
     order: int,
     seed: int,
+    lambda_min: float | None = None,
     batch_size: int,
     shard_size: int,
     rank: int = 0,
@@ -73,6 +74,7 @@ def generate(
         sampler=sampler,
         steps=steps,
         order=order if sampler == "dpmsolver++" else 0,
+        lambda_min=lambda_min if sampler == "dpmsolver++" else None,
         seed=seed,
         stream=stream,
         count=count,
@@ -101,7 +103,7 @@ def generate(
         for b in range(0, len(idx), batch_size):
             n = noise.noise_for(idx[b : b + batch_size], teacher.sample_shape, seed, stream)
             with autocast():
-                c = sample(teacher.unet, teacher.scheduler_config, n, steps, order=order)
+                c = sample(teacher.unet, teacher.scheduler_config, n, steps, order=order, lambda_min=lambda_min)
             chunks_n.append(n)
             chunks_c.append(c.float().clamp(-1, 1).cpu())
             bar.update(len(n))

@@ -21,11 +21,12 @@ class GaussianOracle(torch.nn.Module):
         super().__init__()
         sched = DDPMScheduler.from_config(scheduler_config)
         self.register_buffer("alpha_bar", sched.alphas_cumprod.double())
+        self.register_buffer("log_sigma", 0.5 * torch.log((1 - self.alpha_bar) / self.alpha_bar))
         self.prediction_type = sched.config.prediction_type
         self.mu, self.s = mu, s
 
     def forward(self, x_t: torch.Tensor, t) -> SimpleNamespace:
-        ab = self.alpha_bar[torch.as_tensor(t, device=self.alpha_bar.device).long()].double()
+        ab = self.alpha_bar_at(torch.as_tensor(t, device=self.alpha_bar.device))
         if ab.ndim == 1:  # one timestep per sample
             ab = ab.view(-1, *([1] * (x_t.ndim - 1)))
         x = x_t.double()
@@ -34,6 +35,17 @@ class GaussianOracle(torch.nn.Module):
         x0 = (x - (1 - ab).sqrt() * eps) / ab.sqrt()
         out = {"epsilon": eps, "sample": x0, "v_prediction": ab.sqrt() * eps - (1 - ab).sqrt() * x0}[self.prediction_type]
         return SimpleNamespace(sample=out.to(x_t.dtype))
+
+    def alpha_bar_at(self, t: torch.Tensor) -> torch.Tensor:
+        """alpha_bar at integer or fractional t; between integers log sigma is linear in t, the
+        convention of diffusers' schedulers (sigma = sqrt((1 - ab) / ab))."""
+        if not t.is_floating_point():
+            return self.alpha_bar[t.long()]
+        t = t.double().clamp(0, len(self.alpha_bar) - 1)
+        lo = t.floor().long().clamp(max=len(self.alpha_bar) - 2)
+        w = t - lo
+        log_sigma = (1 - w) * self.log_sigma[lo] + w * self.log_sigma[lo + 1]
+        return 1 / (1 + torch.exp(2 * log_sigma))
 
     def endpoint(self, noise: torch.Tensor, t_start: int) -> torch.Tensor:
         """Exact ODE endpoint of `noise` taken as x_{t_start}."""

@@ -45,6 +45,7 @@ class Manifest:
     count: int  # pairs this folder must hold when complete
     shard_size: int
     sample_shape: list[int]
+    lambda_min: float | None = None  # DPM-Solver++'s log-SNR grid start (samplers.log_snr_grid)
     shards: dict[str, str] = field(default_factory=dict)  # shard file stem -> sha256 of its two files
     format: int = FORMAT_VERSION
 
@@ -178,7 +179,8 @@ class PairStore(torch.utils.data.Dataset):
         return self._read(self._noise[j], r), self._read(self._clean[j], r)
 
     def close(self) -> None:
-        for fd, _ in (*self._noise, *self._clean):
+        # getattr: __del__ also runs on a store whose __init__ refused the folder before opening anything
+        for fd, _ in (*getattr(self, "_noise", ()), *getattr(self, "_clean", ())):
             try:
                 os.close(fd)
             except OSError:

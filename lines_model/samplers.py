@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 from typing import Callable
 
+import numpy as np
 import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 from tqdm.auto import tqdm
@@ -31,7 +32,33 @@ def ddim_scheduler(config: dict, steps: int) -> DDIMScheduler:
     return s
 
 
-def dpmsolver_scheduler(config: dict, steps: int, order: int = 2) -> DPMSolverMultistepScheduler:
+def log_snr_grid(alphas_cumprod: torch.Tensor, steps: int, lambda_min: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(timesteps, sigmas) of `steps` DPM-Solver++ evaluations, uniform in log-SNR lambda.
+
+    The grid starts at the last training timestep T (the teacher's own start) and spaces the
+    remaining points uniformly in lambda up to, not including, lambda(0): the last step then goes
+    to sigma = 0 and returns the data prediction. With `lambda_min`, the second point is at
+    lambda_min instead of one uniform spacing above lambda(T), so the stretch lambda < lambda_min is
+    crossed in a single step. That matters for schedules with a cliff at the end: the capped cosine
+    schedule falls from lambda = -4.3 at t = 990 to -9.9 at t = 999, where the data prediction
+    barely changes, yet a plain lambda-uniform grid spends over a third of its steps there.
+    Timesteps are fractional, and sigma(t) follows diffusers' interpolation (log sigma linear in
+    t), so the network is always evaluated at the time the solver assumes.
+    """
+    ab = alphas_cumprod.double().numpy()
+    log_sigma = 0.5 * np.log((1 - ab) / ab)  # = -lambda(t), increasing in t
+    lam_T, lam_0 = -log_sigma[-1], -log_sigma[0]
+    if not np.isfinite(lam_T):
+        raise ValueError("dpmsolver++: the schedule reaches zero SNR at its last timestep; use the ddim sampler")
+    start = lam_T + (lam_0 - lam_T) / steps  # the second point of the plain uniform grid
+    if lambda_min is not None:
+        start = max(start, lambda_min)
+    lams = np.concatenate([[lam_T], np.linspace(start, lam_0, steps - 1, endpoint=False)])
+    timesteps = np.interp(-lams, log_sigma, np.arange(len(ab), dtype=np.float64))
+    return timesteps, np.exp(-lams)
+
+
+def dpmsolver_scheduler(config: dict, steps: int, order: int = 2, lambda_min: float | None = None) -> DPMSolverMultistepScheduler:
     clip = bool(config.get("clip_sample", False))
     # DPM-Solver++ has no clip_sample; its thresholding with sample_max_value = clip range clamps
     # the data prediction to [-range, range] at every step, i.e. the same static clip as DDPM/DDIM.
@@ -44,15 +71,19 @@ def dpmsolver_scheduler(config: dict, steps: int, order: int = 2) -> DPMSolverMu
             thresholding=clip or bool(config.get("thresholding", False)),
             sample_max_value=float(config.get("clip_sample_range", 1.0)) if clip else float(config.get("sample_max_value", 1.0)),
             final_sigmas_type="zero",
-            # Steps uniform in log-SNR (lambda), as in the DPM-Solver papers, starting at t=T. The
-            # default steps uniform in t (or DDPM's "leading" spacing, which starts 20 steps at
-            # t=940) were 10-20x less accurate against the Gaussian oracle (tests/test_samplers.py).
-            use_lu_lambdas=True,
+            use_lu_lambdas=False,
             timestep_spacing="linspace",
             lower_order_final=True,
         )
     )
-    s.set_timesteps(steps)
+    s.set_timesteps(steps)  # resets the solver's state; the grid is then replaced by ours
+    # Steps uniform in log-SNR, as in the DPM-Solver papers, rather than diffusers' grids: its
+    # t-uniform spacing was 10-20x less accurate against the Gaussian oracle (tests/test_samplers.py),
+    # and its use_lu_lambdas grid hands the network timesteps truncated to integers while the
+    # solver steps with the exact sigmas.
+    timesteps, sigmas = log_snr_grid(s.alphas_cumprod, steps, lambda_min)
+    s.timesteps = torch.from_numpy(timesteps).float()
+    s.sigmas = torch.from_numpy(np.append(sigmas, 0.0)).float()
     return s
 
 
@@ -73,10 +104,11 @@ def ddim(unet, scheduler_config: dict, noise: torch.Tensor, steps: int, *, progr
 
 
 def dpmsolver_pp(
-    unet, scheduler_config: dict, noise: torch.Tensor, steps: int, *, order: int = 2, progress: bool = False, **_
+    unet, scheduler_config: dict, noise: torch.Tensor, steps: int, *, order: int = 2, lambda_min: float | None = None,
+    progress: bool = False, **_,
 ) -> torch.Tensor:
-    """Multistep DPM-Solver++ (Lu et al. 2022) with `steps` network evaluations."""
-    return _run(dpmsolver_scheduler(scheduler_config, steps, order), unet, noise, progress, {})
+    """Multistep DPM-Solver++ (Lu et al. 2022) with `steps` network evaluations (see log_snr_grid)."""
+    return _run(dpmsolver_scheduler(scheduler_config, steps, order, lambda_min), unet, noise, progress, {})
 
 
 TEACHER_SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {"ddim": ddim, "dpmsolver++": dpmsolver_pp}

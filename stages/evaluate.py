@@ -24,7 +24,7 @@ def build_generators(params, device):
     teacher = load_teacher(params.teacher.model, params.teacher.revision, device=device)
     t_unet = runtime.prepare_inference(teacher.unet, device, rt_cfg)
     sample = samplers.teacher_sampler(p.sampler)
-    specs = [GeneratorSpec("teacher", p.steps, lambda n: sample(t_unet, teacher.scheduler_config, n, p.steps, order=p.order))]
+    specs = [GeneratorSpec("teacher", p.steps, lambda n: sample(t_unet, teacher.scheduler_config, n, p.steps, order=p.order, lambda_min=p.lambda_min))]
     lines, meta = load_student("models/lines", device)
     lines = runtime.prepare_inference(lines, device, rt_cfg)
     t_scale = meta.get("t_scale", params.student.t_scale)

@@ -17,7 +17,7 @@ def main(params, args) -> None:
     teacher = load_teacher(params.teacher.model, params.teacher.revision, device=st.device)
     teacher.unet = runtime.prepare_inference(teacher.unet, st.device, params.runtime)
     common = dict(
-        sampler=p.sampler, steps=p.steps, order=p.order, seed=p.seed, batch_size=p.batch_size,
+        sampler=p.sampler, steps=p.steps, order=p.order, lambda_min=p.lambda_min, seed=p.seed, batch_size=p.batch_size,
         shard_size=p.shard_size, rank=st.process_index, world_size=st.num_processes,
         barrier=st.wait_for_everyone, autocast=runtime.autocast_for(st.device, params.runtime),
     )
