@@ -929,6 +929,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict = {"complete": False, "quick": args.quick, "sections": sorted(sections), "machine": machine_info(threads)}
     out = args.out if args.out.is_absolute() else Path.cwd() / args.out
+    previous_gpu = _previous_gpu(out)  # read before the first save replaces the file
 
     def save() -> None:
         atomic.write_json(out, results)
@@ -974,7 +975,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             # Most runs of this file have no GPU: keep the figures of the last run that had one
             # (they carry their own device name and date) rather than erase them.
-            previous = _previous_gpu(out)
+            previous = previous_gpu
             results["gpu"] = previous
             results["gpu_note"] = "no CUDA device here (torch.cuda.is_available() is False): " + (
                 f"GPU figures kept from the run of {previous.get('date')} on {previous.get('device')}" if previous else "GPU section not run"

@@ -50,3 +50,16 @@ def test_gpu_section_dry_run_on_cpu(bench):
 def test_markdown_table(bench):
     table = bench.markdown({"a": 1.5, "machine": {"cpu_count": 2}, "gpu": None})
     assert "| a | 1.5 |" in table and "| machine.cpu_count | 2 |" in table and "| gpu | None |" in table
+
+
+def test_cpu_runs_keep_the_last_gpu_figures(bench, tmp_path):
+    out = tmp_path / "results.json"
+    assert bench._previous_gpu(out) is None  # no file yet
+    out.write_text('{"gpu": {"device": "NVIDIA H200", "date": "2026-01-01", "pairs_per_s_generate": 297.0}}')
+    assert bench._previous_gpu(out) == {"device": "NVIDIA H200", "date": "2026-01-01", "pairs_per_s_generate": 297.0}
+    out.write_text('{"gpu": {"device": "cpu (dry run)"}}')  # numbers of a CPU dry run are never carried over
+    assert bench._previous_gpu(out) is None
+    out.write_text('{"gpu": null}')
+    assert bench._previous_gpu(out) is None
+    out.write_text("{not json")
+    assert bench._previous_gpu(out) is None
