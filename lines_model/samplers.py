@@ -60,8 +60,10 @@ def log_snr_grid(alphas_cumprod: torch.Tensor, steps: int, lambda_min: float | N
 
 def dpmsolver_scheduler(config: dict, steps: int, order: int = 2, lambda_min: float | None = None) -> DPMSolverMultistepScheduler:
     clip = bool(config.get("clip_sample", False))
-    # DPM-Solver++ has no clip_sample; its thresholding with sample_max_value = clip range clamps
-    # the data prediction to [-range, range] at every step, i.e. the same static clip as DDPM/DDIM.
+    # DPM-Solver++ has no clip_sample; its thresholding clamps the data prediction to [-s, s] / s with
+    # s = clamp(quantile of |x_0|, 1, sample_max_value). With the clip range 1 (DDPM's default, and
+    # every teacher here) s is 1: exactly the static clip of DDPM/DDIM. A wider range would make it
+    # dynamic thresholding between 1 and the range.
     s = DPMSolverMultistepScheduler(
         **_config_for(
             DPMSolverMultistepScheduler,
