@@ -684,14 +684,10 @@ def _bench_memory(work: Path, S: dict, threads: int, progress: bool) -> dict:
 
 def _cifar_student_cfg():
     """The student of profiles/cifar10.yaml (about 10M parameters, as the original's ~9M net)."""
-    import yaml
+    from lines_model.config import parse_params
+    from lines_model.profile import merged_params
 
-    from lines_model.config import parse_params, to_dict
-    from lines_model.profile import merge
-
-    base = to_dict(parse_params(yaml.safe_load((ROOT / "params.yaml").read_text())))
-    diff = yaml.safe_load((ROOT / "profiles" / "cifar10.yaml").read_text())
-    return parse_params(merge(base, diff)).student
+    return parse_params(merged_params(ROOT / "profiles" / "cifar10.yaml", ROOT / "params.yaml")).student
 
 
 def bench_gpu(S: dict, r: dict | None = None, save=lambda: None, device: str = "cuda") -> dict:
@@ -842,7 +838,7 @@ def _previous_gpu(out: Path) -> dict | None:
         gpu = json.loads(out.read_text()).get("gpu")
     except (OSError, ValueError):
         return None
-    return gpu if isinstance(gpu, dict) and str(gpu.get("device", "")).find("dry run") < 0 else None
+    return gpu if isinstance(gpu, dict) and "dry run" not in str(gpu.get("device", "")) else None
 
 
 def machine_info(threads: int) -> dict:

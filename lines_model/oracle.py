@@ -13,6 +13,8 @@ from types import SimpleNamespace
 import torch
 from diffusers import DDPMScheduler
 
+from lines_model.samplers import log_snr
+
 
 class GaussianOracle(torch.nn.Module):
     """Callable like a UNet2DModel: oracle(x_t, t).sample is the exact eps (or v, or x_0) prediction."""
@@ -21,7 +23,7 @@ class GaussianOracle(torch.nn.Module):
         super().__init__()
         sched = DDPMScheduler.from_config(scheduler_config)
         self.register_buffer("alpha_bar", sched.alphas_cumprod.double())
-        self.register_buffer("log_sigma", 0.5 * torch.log((1 - self.alpha_bar) / self.alpha_bar))
+        self.register_buffer("log_sigma", -torch.from_numpy(log_snr(sched.alphas_cumprod)))
         self.prediction_type = sched.config.prediction_type
         self.mu, self.s = mu, s
 

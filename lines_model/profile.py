@@ -27,6 +27,11 @@ def merge(base: dict, diff: dict, where: str = "") -> dict:
     return out
 
 
+def merged_params(profile: Path, base: Path = Path("params.yaml")) -> dict:
+    """The params of `base` with the differences of `profile` applied (not yet validated)."""
+    return merge(yaml.safe_load(Path(base).read_text()), yaml.safe_load(Path(profile).read_text()))
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("profile", type=Path)
@@ -34,7 +39,7 @@ def main(argv=None) -> None:
     p.add_argument("-o", "--out", type=Path, required=True)
     args = p.parse_args(argv)
     try:
-        merged = merge(yaml.safe_load(args.base.read_text()), yaml.safe_load(args.profile.read_text()))
+        merged = merged_params(args.profile, args.base)
         parse_params(merged)
     except ConfigError as e:
         print(f"error: {args.profile}: {e}", file=sys.stderr)

@@ -32,6 +32,12 @@ def ddim_scheduler(config: dict, steps: int) -> DDIMScheduler:
     return s
 
 
+def log_snr(alphas_cumprod: torch.Tensor) -> np.ndarray:
+    """lambda(t) = log(alpha_t / sigma_t) at the integer timesteps of a schedule (decreasing in t)."""
+    ab = alphas_cumprod.double().numpy()
+    return -0.5 * np.log((1 - ab) / ab)
+
+
 def log_snr_grid(alphas_cumprod: torch.Tensor, steps: int, lambda_min: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(timesteps, sigmas) of `steps` DPM-Solver++ evaluations, uniform in log-SNR lambda.
 
@@ -45,8 +51,7 @@ def log_snr_grid(alphas_cumprod: torch.Tensor, steps: int, lambda_min: float | N
     Timesteps are fractional, and sigma(t) follows diffusers' interpolation (log sigma linear in
     t), so the network is always evaluated at the time the solver assumes.
     """
-    ab = alphas_cumprod.double().numpy()
-    log_sigma = 0.5 * np.log((1 - ab) / ab)  # = -lambda(t), increasing in t
+    log_sigma = -log_snr(alphas_cumprod)  # increasing in t, as np.interp needs
     lam_T, lam_0 = -log_sigma[-1], -log_sigma[0]
     if not np.isfinite(lam_T):
         raise ValueError("dpmsolver++: the schedule reaches zero SNR at its last timestep; use the ddim sampler")
@@ -54,7 +59,7 @@ def log_snr_grid(alphas_cumprod: torch.Tensor, steps: int, lambda_min: float | N
     if lambda_min is not None:
         start = max(start, lambda_min)
     lams = np.concatenate([[lam_T], np.linspace(start, lam_0, steps - 1, endpoint=False)])
-    timesteps = np.interp(-lams, log_sigma, np.arange(len(ab), dtype=np.float64))
+    timesteps = np.interp(-lams, log_sigma, np.arange(len(log_sigma), dtype=np.float64))
     return timesteps, np.exp(-lams)
 
 

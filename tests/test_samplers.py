@@ -127,9 +127,8 @@ def _error_order(cfg, mu, s, steps, order, lambda_min=None):
 
 def _lambda(cfg: dict, t: np.ndarray) -> np.ndarray:
     """log-SNR at (fractional) t, with log sigma linear in t between integers as the schedulers do."""
-    ab = DDPMScheduler.from_config(cfg).alphas_cumprod.double().numpy()
-    log_sigma = 0.5 * np.log((1 - ab) / ab)
-    return -np.interp(t, np.arange(len(ab)), log_sigma)
+    lam = samplers.log_snr(DDPMScheduler.from_config(cfg).alphas_cumprod)
+    return np.interp(t, np.arange(len(lam)), lam)
 
 
 def test_log_snr_grid_is_uniform_in_lambda_from_the_last_timestep():
