@@ -13,13 +13,16 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _give_usual_modes(paths: Iterable[Path]) -> None:
+    """mkstemp/mkdtemp make 0600 files and 0700 folders (safetensors also writes 0600 files): give
+    each path the mode a plain open() or mkdir() would have had under the process umask."""
+    mask = os.umask(0)  # the umask can only be read by setting it
     os.umask(mask)
-    return mask
+    for path in paths:
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -38,9 +41,9 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual mode
     try:
         yield tmp
+        _give_usual_modes([tmp])
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)
@@ -68,11 +71,9 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
-        for f in tmp.rglob("*"):  # some writers (safetensors) create 0600 files
-            os.chmod(f, (0o777 if f.is_dir() else 0o666) & ~_umask())
+        _give_usual_modes([tmp, *tmp.rglob("*")])
         old = None
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")

@@ -6,23 +6,18 @@ import argparse
 import sys
 from typing import Callable
 
-from lines_model.config import ConfigError, Params, load_params
+from lines_model.config import Params, load_params
+from lines_model.errors import ConfigError, PairsError, TeacherError, TrainingDiverged
 
 
-def run_stage(main: Callable[[Params, argparse.Namespace], None], description: str, add_args=None) -> None:
-    """Parse --params, validate everything, run `main`; expected failures exit 2 with one clear line."""
-    from lines_model.pairs import PairsError
-    from lines_model.teachers import TeacherError
-    from lines_model.training import TrainingDiverged
-
+def run_stage(main: Callable[[Params], None], description: str) -> None:
+    """Parse --params, validate everything, run `main`; expected failures exit 2 (3 for a diverged
+    training run) with one clear line and no traceback."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    if add_args:
-        add_args(p)
     args = p.parse_args()
     try:
-        params = load_params(args.params)
-        main(params, args)
+        main(load_params(args.params))
     except (ConfigError, PairsError, TeacherError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -1,41 +1,47 @@
-"""Typed view of params.yaml: one dataclass per section, every default commented.
+"""Typed view of params.yaml: one dataclass per section.
 
-`load_params(path)` rejects unknown keys, wrong types, out-of-range values and broken
-cross-key rules with a `ConfigError` that names the key, before any stage does work.
+The dataclasses carry types and allowed ranges only; params.yaml is the one source of values
+(profiles state only their differences from it). `load_params(path)` rejects missing or unknown
+keys, wrong types, out-of-range values and broken cross-key rules with a `ConfigError` that
+names the key, before any stage does work. Rules that need the teacher live in preflight.py.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import yaml
 
-from lines_model.typed import ConfigError, field, from_dict, to_dict
+from lines_model.errors import ConfigError
+from lines_model.typed import field, from_dict, to_dict
 
 __all__ = ["ConfigError", "Params", "load_params", "parse_params", "to_dict"]
+
+Distance = Literal["mse", "l1", "huber"]
 
 
 @dataclass(frozen=True)
 class TeacherCfg:
-    model: str = "teachers/shapes-ddpm"  # local folder (flat or pipeline layout) or a hub id
-    revision: str | None = None  # hub revision to pin (ignored for local folders)
+    model: str  # local folder (flat or pipeline layout) or a hub id
+    revision: str | None  # hub revision to pin (ignored for local folders)
 
 
 @dataclass(frozen=True)
 class PairsCfg:
-    count: int = field(4000, min=1)  # training pairs (250,000 in the CIFAR-10 profile)
-    heldout: int = field(1000, min=1)  # held-out pairs for evaluation, from a separate noise stream
-    sampler: Literal["ddim", "dpmsolver++"] = "dpmsolver++"  # deterministic teacher sampler
-    steps: int = field(32, min=1)  # sampler steps = teacher NFE per pair
-    order: int = field(3, min=1, max=3)  # DPM-Solver++ order (ignored by ddim)
+    count: int = field(min=1)  # training pairs
+    heldout: int = field(min=1)  # held-out pairs for evaluation, from a separate noise stream
+    sampler: Literal["ddim", "dpmsolver++"]  # deterministic teacher sampler
+    steps: int = field(min=1)  # sampler steps = teacher NFE per pair
+    order: int = field(min=1, max=3)  # DPM-Solver++ order (ignored by ddim)
     # DPM-Solver++ only: log-SNR where its uniform step grid starts; the stretch below it is crossed in
     # one step (samplers.log_snr_grid). null: the plain grid from the last timestep.
-    lambda_min: float | None = -5.0
-    seed: int = field(0, min=0)  # noise of pair i comes from a generator seeded by (seed, stream, i)
-    batch_size: int = field(250, min=1)  # teacher batch; must divide shard_size
-    shard_size: int = field(1000, min=1)  # pairs per shard file (the unit of resume and of work split)
+    lambda_min: float | None
+    seed: int = field(min=0)  # noise of pair i comes from a generator seeded by (seed, stream, i)
+    batch_size: int = field(min=1)  # teacher batch; must divide shard_size
+    shard_size: int = field(min=1)  # pairs per shard file (the unit of resume and of work split)
 
     def validate(self, where: str) -> None:
         if self.shard_size % self.batch_size:
@@ -44,20 +50,26 @@ class PairsCfg:
 
 @dataclass(frozen=True)
 class SubsetCfg:
-    size: int = field(2000, min=1)  # pairs kept for the Lines student (50,000 in the CIFAR-10 profile)
-    seed: int = field(0, min=0)
+    size: int = field(min=1)  # pairs kept for the Lines student
+    seed: int = field(min=0)
 
 
 @dataclass(frozen=True)
 class StudentCfg:
-    """diffusers UNet2DModel of the one-step students; sample_size follows the teacher."""
+    """The one-step students of Lines and the baseline.
 
-    block_out_channels: tuple[int, ...] = (32, 64, 64)
-    layers_per_block: int = field(1, min=1)
-    down_block_types: tuple[str, ...] = ("DownBlock2D", "DownBlock2D", "AttnDownBlock2D")
-    up_block_types: tuple[str, ...] = ("AttnUpBlock2D", "UpBlock2D", "UpBlock2D")
-    norm_num_groups: int = field(16, min=1)
-    t_scale: float = field(999.0, min=1.0)  # Lines time t in [0,1] enters the UNet as t * t_scale
+    init "teacher": the student is a copy of the teacher's network in the teacher's own
+    parametrisation (students.LinesStudent), so the architecture keys below are not used.
+    init "random": a fresh diffusers UNet2DModel of the architecture below; t enters as t * t_scale.
+    """
+
+    init: Literal["teacher", "random"]
+    block_out_channels: tuple[int, ...]
+    layers_per_block: int = field(min=1)
+    down_block_types: tuple[str, ...]
+    up_block_types: tuple[str, ...]
+    norm_num_groups: int = field(min=1)
+    t_scale: float = field(min=1.0)
 
     def validate(self, where: str) -> None:
         n = len(self.block_out_channels)
@@ -68,40 +80,62 @@ class StudentCfg:
             if c % self.norm_num_groups:
                 raise ConfigError(f"{where}.norm_num_groups: {self.norm_num_groups} must divide every block_out_channels entry ({c})")
 
+    def check_image_size(self, size: int) -> None:
+        """The random-init UNet halves the image once per level after the first."""
+        levels = len(self.block_out_channels)
+        if size % 2 ** (levels - 1):
+            raise ConfigError(
+                f"student.block_out_channels: {levels} levels halve the image {levels - 1} times, "
+                f"which a {size}x{size} image (teacher's sample size) cannot take"
+            )
+
+
+# Keys of the training loop that change how a run is logged or checkpointed, not what it computes:
+# a resumable checkpoint survives a change of these.
+NON_RESULT_KEYS = ("log_every", "checkpoint_every", "num_workers")
+
 
 @dataclass(frozen=True)
 class TrainCfg:
-    """One training loop; Lines and baseline differ only in their loss (section names pick it)."""
+    """The one training loop (training.train); every student section extends it."""
 
-    lr: float = field(1e-3, min=0.0)  # AdamW peak learning rate (1e-4 in the original)
-    epochs: int = field(20, min=1)
-    batch_size: int = field(128, min=1)
-    warmup_steps: int = field(100, min=0)  # linear warmup, then cosine decay to zero
-    weight_decay: float = field(0.0, min=0.0)
-    grad_clip: float = field(1.0, min=0.0)  # max-norm; 0 disables
-    ema_decay: float = field(0.999, min=0.0, max=1.0)  # EMA of weights; the saved student is the EMA
-    loss: Literal["mse", "l1", "huber"] = "mse"
-    t_dist: Literal["uniform", "logit_normal", "beta"] = "uniform"  # Lines only: distribution of t
-    seed: int = field(0, min=0)
-    log_every: int = field(10, min=1)  # dvclive step logging interval (optimizer steps)
-    checkpoint_every: int = field(200, min=1)  # optimizer steps between resumable checkpoints
-    num_workers: int = field(0, min=0)  # DataLoader workers
+    lr: float = field(min=0.0)  # AdamW peak learning rate
+    batch_size: int = field(min=1)
+    warmup_steps: int = field(min=0)  # linear warmup, then cosine decay to zero
+    weight_decay: float = field(min=0.0)
+    grad_clip: float = field(min=0.0)  # max-norm; 0 disables
+    ema_decay: float = field(min=0.0, max=1.0)  # EMA of weights; the saved student is the EMA
+    loss: Distance
+    seed: int = field(min=0)
+    log_every: int = field(min=1)  # dvclive step logging interval (optimizer steps)
+    checkpoint_every: int = field(min=1)  # optimizer steps between resumable checkpoints
+    num_workers: int = field(min=0)  # DataLoader workers
+
+    def result_identity(self) -> dict:
+        """The fields that change a trained result (what a checkpoint fingerprint covers)."""
+        d = dataclasses.asdict(self)
+        for k in NON_RESULT_KEYS:
+            d.pop(k)
+        return d
 
 
 @dataclass(frozen=True)
-class PDCfg:
-    start_steps: int = field(16, min=1)  # teacher DDIM steps of the first round
-    end_steps: int = field(1, min=1)  # steps of the last student
-    iters_per_round: int = field(400, min=1)
-    batch_size: int = field(64, min=1)
-    lr: float = field(2e-4, min=0.0)
-    warmup_steps: int = field(20, min=0)
-    grad_clip: float = field(1.0, min=0.0)
-    ema_decay: float = field(0.99, min=0.0, max=1.0)
-    prediction: Literal["v_prediction", "sample"] = "v_prediction"  # student output; eps fails at few steps
-    loss: Literal["mse", "l1", "huber"] = "mse"
-    keep_steps: tuple[int, ...] = (4, 2, 1)  # students kept for evaluation
-    seed: int = field(0, min=0)
+class BaselineCfg(TrainCfg):
+    epochs: int = field(min=1)
+
+
+@dataclass(frozen=True)
+class LinesCfg(BaselineCfg):
+    # Distribution of t on the line: the one-step sample lives at t = 0 (losses.sample_t).
+    t_dist: Literal["uniform", "logit_normal", "beta"]
+
+
+@dataclass(frozen=True)
+class PDCfg(TrainCfg):
+    start_steps: int = field(min=2)  # teacher DDIM steps of the first round
+    end_steps: int = field(min=1)  # steps of the last student
+    iters_per_round: int = field(min=1)  # optimizer steps of each round, exactly
+    prediction: Literal["v_prediction", "sample"]  # student output; eps fails at few steps
 
     def validate(self, where: str) -> None:
         ratio = self.start_steps // self.end_steps
@@ -109,54 +143,79 @@ class PDCfg:
             raise ConfigError(
                 f"{where}.start_steps: {self.start_steps} must be a power-of-two multiple (>= 2x) of {where}.end_steps={self.end_steps}"
             )
-        for k in self.keep_steps:
-            if k < self.end_steps or k > self.start_steps // 2 or (self.start_steps // k) & (self.start_steps // k - 1) or self.start_steps % k:
-                raise ConfigError(f"{where}.keep_steps: {k} is not a step count any round produces")
+
+    def round_steps(self) -> list[int]:
+        """Student step counts of the rounds, in order: start/2, start/4, ..., end."""
+        out, n = [], self.start_steps // 2
+        while n >= self.end_steps:
+            out.append(n)
+            n //= 2
+        return out
 
 
 @dataclass(frozen=True)
 class EvaluateCfg:
-    count: int = field(500, min=2)  # held-out pairs whose noise every generator is run on
-    reference: int = field(500, min=2)  # the next held-out teacher images: the FID/KID/PRC reference set
-    feature_extractor: str = "shapes-features"  # torch-fidelity extractor; inception-v3-compat for CIFAR-10
-    feature_dir: str = "teachers/shapes-features"  # weights of the shapes extractor
-    kid_subset_size: int = field(100, min=2)
-    prc_neighborhood: int = field(3, min=1)
-    speed_batch: int = field(16, min=1)  # batch size of the ms/image timings
-    speed_repeats: int = field(3, min=1)  # timings are the median of this many runs
-    batch_size: int = field(250, min=1)  # generation batch
-    lines_steps: tuple[int, ...] = (1, 2)  # Lines k-step variants evaluated
-    grid_columns: int = field(8, min=1)
-    trajectory_ts: tuple[float, ...] = (0.0, 0.2, 0.5, 0.8, 1.0)
+    count: int = field(min=2)  # held-out pairs whose noise every generator is run on
+    reference: int = field(min=2)  # the next held-out teacher images: the FID/KID/PRC reference set
+    feature_extractor: Literal["shapes-features", "inception-v3-compat"]
+    feature_dir: str | None  # weights folder of shapes-features
+    feature_weights: str | None  # local Inception weights file (null: torch-fidelity downloads its own)
+    # A real data set as a second reference (uint8 .npy, tools/prefetch.py); metrics against it are
+    # named *_data (fid_data, ...) and use data_count generated images per generator. null: off.
+    data_reference: str | None
+    data_count: int = field(min=2)
+    kid_subset_size: int = field(min=2)
+    prc_neighborhood: int = field(min=1)
+    bootstrap: int = field(min=2)  # bootstrap replicates of the *_se standard errors
+    speed_batch: int = field(min=1)  # batch size of the ms/image timings
+    speed_rounds: int = field(min=1)  # interleaved timing rounds; ms/image is their median
+    batch_size: int = field(min=1)  # generation batch
+    lines_steps: tuple[int, ...]  # Lines k-step variants evaluated
+    pd_steps: tuple[int, ...]  # progressive-distillation students evaluated (their step counts)
+    grid_columns: int = field(min=1)
+    trajectory_samples: int = field(min=1)  # rows (pairs of rows) of the trajectory figure
+    trajectory_ts: tuple[float, ...]
 
 
 @dataclass(frozen=True)
 class RuntimeCfg:
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
-    compile: bool = False  # torch.compile the networks (CUDA only)
-    threads: int = field(0, min=0)  # torch CPU threads; 0 = torch's default
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"]  # auto: bf16 on CUDA, fp32 on CPU
+    compile: bool  # torch.compile the networks (CUDA only)
+    threads: int = field(min=0)  # torch CPU threads; 0 = torch's default
 
 
 @dataclass(frozen=True)
 class Params:
-    teacher: TeacherCfg = TeacherCfg()
-    pairs: PairsCfg = PairsCfg()
-    subset: SubsetCfg = SubsetCfg()
-    student: StudentCfg = StudentCfg()
-    train_lines: TrainCfg = TrainCfg()
-    train_baseline: TrainCfg = TrainCfg()
-    pd: PDCfg = PDCfg()
-    evaluate: EvaluateCfg = EvaluateCfg()
-    runtime: RuntimeCfg = RuntimeCfg()
+    teacher: TeacherCfg
+    pairs: PairsCfg
+    subset: SubsetCfg
+    student: StudentCfg
+    train_lines: LinesCfg
+    train_baseline: BaselineCfg
+    pd: PDCfg
+    evaluate: EvaluateCfg
+    runtime: RuntimeCfg
 
     def validate(self, where: str) -> None:
         if self.subset.size > self.pairs.count:
             raise ConfigError(f"subset.size: {self.subset.size} is larger than pairs.count={self.pairs.count}")
-        if self.evaluate.count + self.evaluate.reference > self.pairs.heldout:
+        e = self.evaluate
+        if e.count + e.reference > self.pairs.heldout:
             raise ConfigError(
-                f"evaluate.count: evaluate.count + evaluate.reference = {self.evaluate.count + self.evaluate.reference} "
+                f"evaluate.count: evaluate.count + evaluate.reference = {e.count + e.reference} "
                 f"is larger than pairs.heldout={self.pairs.heldout}"
             )
+        for k in e.pd_steps:
+            if k not in self.pd.round_steps():
+                raise ConfigError(f"evaluate.pd_steps: {k} is not a step count any round of pd produces ({self.pd.round_steps()})")
+        if e.prc_neighborhood >= min(e.count, e.reference):
+            raise ConfigError(f"evaluate.prc_neighborhood: {e.prc_neighborhood} must be below evaluate.count and evaluate.reference")
+        if e.feature_extractor == "shapes-features" and not e.feature_dir:
+            raise ConfigError("evaluate.feature_dir: the shapes-features extractor needs its weights folder")
+        if any(k < 1 for k in e.lines_steps):
+            raise ConfigError(f"evaluate.lines_steps: step counts must be >= 1, got {list(e.lines_steps)}")
+        if any(not 0.0 <= t <= 1.0 for t in e.trajectory_ts):
+            raise ConfigError(f"evaluate.trajectory_ts: times must lie in [0, 1], got {list(e.trajectory_ts)}")
 
 
 def parse_params(data: dict) -> Params:

@@ -3,23 +3,32 @@
 A generator is a name, its NFE and a function noise -> images in [-1, 1]. The held-out pairs are
 split into the evaluation noise (the first `count`) and a disjoint reference set of teacher images
 (the next `reference`), so that even the teacher's own FID is a finite sample-noise floor.
+Features of every image set are extracted once; each distribution metric comes with a bootstrap
+standard error, MSE with the standard error of its per-image mean. Speed is measured in one
+dedicated pass after generation, all generators interleaved round-robin (timing.py).
 """
 
 from __future__ import annotations
 
 import math
-import statistics
-import time
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from tqdm.auto import tqdm
 
-from lines_model.fidelity import compute_fidelity
+from lines_model import fidelity, noise as noise_mod, progressive, runtime, samplers
+from lines_model.config import EvaluateCfg, Params
+from lines_model.line import point_on_line
+from lines_model.students import load_pd_student, load_student
+from lines_model.timing import time_interleaved
 
 PSNR_CAP_DB = 100.0  # identical images (mse 0) are reported as 100 dB, keeping every value finite
-METRIC_KEYS = ("nfe", "fid", "kid", "precision", "recall", "mse", "psnr", "ms_per_image", "speedup")
+DIST_KEYS = ("fid", "kid", "precision", "recall")
+METRIC_KEYS = (
+    "nfe", "fid", "fid_se", "kid", "kid_se", "precision", "precision_se", "recall", "recall_se",
+    "mse", "mse_se", "psnr", "ms_per_image", "ms_per_image_iqr", "speedup",
+)
+DATA_SUFFIX = "_data"  # metrics against the real data set: fid_data, fid_data_se, ...
 
 
 @dataclass
@@ -43,56 +52,119 @@ def per_sample_psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return -10 * torch.log10(mse)
 
 
+def build_generators(params: Params, teacher, *, lines_dir, baseline_dir, pd_dir, device) -> tuple[list[GeneratorSpec], torch.nn.Module]:
+    """The generators of evaluate.json, teacher first (its speed is the speedup's denominator), and
+    the Lines student (for the trajectory figure).
+
+    Besides the pairs sampler, the teacher also runs as DDIM on progressive distillation's nested
+    grid at pd.start_steps: the sampler whose two steps PD's first round distils into one.
+    """
+    p, rt_cfg = params.pairs, params.runtime
+    t_unet = runtime.prepare_inference(teacher.unet, device, rt_cfg)
+    sched_cfg = teacher.scheduler_config
+    sample = samplers.teacher_sampler(p.sampler)
+    specs = [GeneratorSpec("teacher", p.steps, lambda n: sample(t_unet, sched_cfg, n, p.steps, order=p.order, lambda_min=p.lambda_min))]
+    k0 = params.pd.start_steps
+    specs.append(GeneratorSpec(f"teacher_ddim{k0}", k0, lambda n: progressive.sample(t_unet, sched_cfg, n, k0)))
+    lines, _ = load_student(lines_dir, device)
+    lines = runtime.prepare_inference(lines, device, rt_cfg)
+    for k in params.evaluate.lines_steps:
+        specs.append(GeneratorSpec(f"lines_{k}step", k, lambda n, k=k: samplers.lines_sample(lines, n, k)))
+    base, _ = load_student(baseline_dir, device)
+    base = runtime.prepare_inference(base, device, rt_cfg)
+    specs.append(GeneratorSpec("baseline_1step", 1, lambda n: samplers.lines_sample(base, n, 1)))
+    for k in sorted(params.evaluate.pd_steps, reverse=True):
+        net, cfg = load_pd_student(pd_dir, k, device)
+        net = runtime.prepare_inference(net, device, rt_cfg)
+        specs.append(GeneratorSpec(f"pd_{k}step", k, lambda n, net=net, cfg=cfg, k=k: progressive.sample(net, cfg, n, k)))
+    return specs, lines
+
+
+@torch.no_grad()
 def generate(spec: GeneratorSpec, noise: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Images in [0, 1] for every noise, in batches."""
     out = [spec.fn(noise[i : i + batch_size]).float().cpu() for i in range(0, len(noise), batch_size)]
-    return torch.cat(out)
+    return to_unit(torch.cat(out))
 
 
-def time_per_image(spec: GeneratorSpec, noise: torch.Tensor, repeats: int) -> float:
-    """Median wall-clock ms per image over `repeats` runs of one batch, after one warm-up run."""
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    spec.fn(noise)
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        spec.fn(noise)
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000 / len(noise)
+class Features:
+    """The evaluation's feature extractor, with its settings bound once."""
+
+    def __init__(self, cfg: EvaluateCfg):
+        self.cfg = cfg
+
+    def __call__(self, images01: torch.Tensor) -> torch.Tensor:
+        c = self.cfg
+        return fidelity.extract_features(images01, c.feature_extractor, feature_dir=c.feature_dir, weights_path=c.feature_weights)
+
+    def metrics(self, gen: torch.Tensor, ref: torch.Tensor, suffix: str = "") -> dict[str, float]:
+        c = self.cfg
+        kw = dict(kid_subset_size=min(c.kid_subset_size, len(gen), len(ref)), prc_neighborhood=c.prc_neighborhood)
+        m = fidelity.metrics_from_features(gen, ref, **kw)
+        se = fidelity.standard_errors(gen, ref, n_boot=c.bootstrap, **kw)
+        out = {}
+        for k in DIST_KEYS:
+            out[f"{k}{suffix}"] = m[k]
+            out[f"{k}{suffix}_se"] = se[f"{k}_se"]
+        return out
 
 
+@torch.no_grad()
 def evaluate(
     specs: list[GeneratorSpec],
     noise: torch.Tensor,
     teacher_images: torch.Tensor,
     reference: torch.Tensor,
+    cfg: EvaluateCfg,
     *,
-    batch_size: int,
-    speed_batch: int,
-    speed_repeats: int,
-    fidelity_kwargs: dict,
+    data_reference: torch.Tensor | None = None,
+    data_noise: torch.Tensor | None = None,
 ) -> tuple[dict[str, dict], dict[str, torch.Tensor]]:
-    """Metrics per generator (teacher first: its speed is the speedup's denominator) and images in [0, 1]."""
-    assert specs[0].name == "teacher", "the teacher must come first"
-    metrics, images = {}, {}
-    ref01 = to_unit(reference)
+    """Metrics per generator (keys METRIC_KEYS, plus *_data ones against `data_reference`) and each
+    generator's images in [0, 1] for `noise`. Deterministic given the models and inputs, timings aside."""
+    if not specs or specs[0].name != "teacher":
+        raise ValueError("specs: the teacher must come first (its speed is the speedup's denominator)")
+    if data_reference is not None and data_noise is None:
+        raise ValueError("data_noise: needed with data_reference")
+    feats = Features(cfg)
+    ref_f = feats(to_unit(reference))
+    data_f = feats(data_reference) if data_reference is not None else None
     teacher01 = to_unit(teacher_images)
-    for spec in tqdm(specs, desc="evaluate", unit="generator"):
-        x = to_unit(generate(spec, noise, batch_size))
+    metrics, images = {}, {}
+    for spec in specs:
+        print(f"evaluate: {spec.name} ({spec.nfe} NFE)", flush=True)
+        x = generate(spec, noise, cfg.batch_size)
         images[spec.name] = x
-        mse = (x - teacher01).pow(2).mean().item()
-        fid = compute_fidelity(x, ref01, **fidelity_kwargs)
-        ms = time_per_image(spec, noise[:speed_batch], speed_repeats)
-        metrics[spec.name] = {
-            "nfe": spec.nfe,
-            "fid": fid["fid"],
-            "kid": fid["kid"],
-            "precision": fid["precision"],
-            "recall": fid["recall"],
-            "mse": mse,
-            "psnr": psnr(mse),
-            "ms_per_image": ms,
-            "speedup": metrics["teacher"]["ms_per_image"] / ms if metrics else 1.0,
-        }
-    return metrics, images
+        sq = (x - teacher01).pow(2)
+        mse, mse_i = sq.mean().item(), sq.flatten(1).mean(1).double()
+        m = {"nfe": spec.nfe, **feats.metrics(feats(x), ref_f), "mse": mse, "mse_se": (mse_i.std() / math.sqrt(len(mse_i))).item(), "psnr": psnr(mse)}
+        if data_f is not None:
+            m.update(feats.metrics(feats(generate(spec, data_noise, cfg.batch_size)), data_f, DATA_SUFFIX))
+        metrics[spec.name] = m
+    speed_noise = noise[: cfg.speed_batch]
+    timings = time_interleaved(
+        {s.name: (lambda s=s: s.fn(speed_noise)) for s in specs}, images_per_call=len(speed_noise), rounds=cfg.speed_rounds
+    )
+    for spec in specs:
+        t = timings[spec.name]
+        metrics[spec.name].update(
+            ms_per_image=t.ms_per_image, ms_per_image_iqr=t.ms_per_image_iqr, speedup=timings["teacher"].ms_per_image / t.ms_per_image
+        )
+    order = [*METRIC_KEYS, *(k for k in metrics["teacher"] if k not in METRIC_KEYS)]
+    return {n: {k: m[k] for k in order} for n, m in metrics.items()}, images
+
+
+def data_noise(count: int, shape, seed: int) -> torch.Tensor:
+    """Noise for the data-reference comparison: its own stream, disjoint from pairs and held-out."""
+    return noise_mod.noise_for(range(count), shape, seed, noise_mod.EVAL)
+
+
+@torch.no_grad()
+def trajectory(student, noise: torch.Tensor, clean: torch.Tensor, ts) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs X_t on the line from N to the teacher's image C, and the student's S(X_t, t), for
+    each t in `ts`: two (k, len(ts), C, H, W) tensors in [-1, 1]."""
+    device = next(student.parameters()).device
+    n, c = noise.to(device), clean.to(device)
+    xs = [point_on_line(n, c, t) for t in ts]
+    preds = [student(x, t) for x, t in zip(xs, ts)]
+    return torch.stack(xs, 1).cpu(), torch.stack(preds, 1).cpu()

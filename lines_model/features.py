@@ -8,13 +8,12 @@ images in [0, 1], shape (n, 3, 16, 16), and has one classification head per disc
 from another.
 
 The shipped weights live in `teachers/shapes-features/` (`model.safetensors` + `config.json`);
-`python -m lines_model.feature_training` makes them.
+`python -m tools.train_features` (run from the repository root) makes them.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -165,16 +164,6 @@ def save_feature_net(model: ShapesFeatureNet, folder: str | Path, extra_files: d
             if Path(name).name != name or name in (WEIGHTS_FILE, CONFIG_FILE):
                 raise ValueError(f"extra_files: {name!r} must be a plain file name other than the weights/config")
             (tmp / name).write_text(text)
-        _apply_umask(tmp)
-
-
-def _apply_umask(folder: Path) -> None:
-    """mkdtemp makes the folder 0700 (and safetensors may write 0600): give the usual umask modes."""
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
-    for f in folder.iterdir():
-        f.chmod(0o666 & ~umask)
 
 
 def load_feature_net(folder: str | Path = DEFAULT_FEATURE_DIR, map_location: str | torch.device = "cpu") -> ShapesFeatureNet:
@@ -184,7 +173,7 @@ def load_feature_net(folder: str | Path = DEFAULT_FEATURE_DIR, map_location: str
     if not weights.is_file():
         raise FileNotFoundError(
             f"feature net weights not found: {weights} (expected {WEIGHTS_FILE} written by save_feature_net; "
-            "make it with `python -m lines_model.feature_training --out <folder>`)"
+            "make it with `python -m tools.train_features --out <folder>` from the repository root)"
         )
     if not config.is_file():
         raise FileNotFoundError(f"feature net config not found: {config}")

@@ -2,22 +2,25 @@
 
 Shard j is produced by process j % world_size, in fixed batches, from noise seeded by
 (seed, stream, index): the result does not depend on how many processes ran or whether
-the run was interrupted and resumed.
+the run was interrupted and resumed. With a scratch folder, shards are made there, in a folder
+named after what determines their bytes, and moved into the output only once all are complete:
+a killed run resumes from the scratch folder, and the output is never a resumable half.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
-
-from lines_model import atomic, noise, pairs
+from lines_model import atomic, noise, pairs, progress
 from lines_model.samplers import teacher_sampler
 from lines_model.teachers import Teacher
+from lines_model.hashing import fingerprint
 
 _SHARD_FILE = re.compile(r"^shard-\d{5}\.(noise\.npy|clean\.npy|sha256)$")
 
@@ -65,9 +68,9 @@ def generate(
     barrier=lambda: None,
     autocast=contextlib.nullcontext,
     desc: str = "pairs",
+    scratch_dir: str | Path | None = None,
 ) -> pairs.Manifest:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """Make `count` pairs in `out` (in place, or through `scratch_dir`; see the module docstring)."""
     want = pairs.Manifest(
         teacher=teacher.source,
         teacher_sha256=teacher.sha256,
@@ -81,6 +84,9 @@ def generate(
         shard_size=shard_size,
         sample_shape=list(teacher.sample_shape),
     )
+    final = Path(out)
+    out = final if scratch_dir is None else Path(scratch_dir) / f"{final.name}-{fingerprint(want.identity())}"
+    out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
         try:
             old = pairs.read_manifest(out)
@@ -96,7 +102,7 @@ def generate(
     mine = [j for j in range(want.num_shards) if j % world_size == rank]
     todo = [j for j in mine if not shard_done(out, want, j)]
     total = sum(len(want.shard_range(j)) for j in todo)
-    bar = tqdm(total=total, desc=desc if world_size == 1 else f"{desc} [rank {rank}]", unit="pair", position=rank, dynamic_ncols=True)
+    bar = progress.bar(total=total, desc=desc if world_size == 1 else f"{desc} [rank {rank}]", unit="pair", position=rank)
     for j in todo:
         idx = list(want.shard_range(j))
         chunks_n, chunks_c = [], []
@@ -123,5 +129,10 @@ def generate(
             if m and int(m.group(1)) >= want.num_shards:
                 p.unlink()
         pairs.write_manifest(out, want)
+        if out != final:
+            if final.exists():
+                shutil.rmtree(final)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(out, final)
     barrier()
     return want

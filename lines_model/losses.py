@@ -1,7 +1,8 @@
 """Training losses: small callables holding their hyper-parameters (in the style of EDM's loss.py).
 
 Lines and the naive baseline share everything but the input: Lines regresses C from the point
-X_t = t*C + (1-t)*N on the straight line between noise and image, the baseline from N alone.
+X_t = t*C + (1-t)*N on the straight line between noise and image, the baseline from N alone
+(t = 0). The student is a students.LinesStudent, S(X_t, t) with t in [0, 1].
 Progressive distillation lives in progressive.py: it only swaps the target.
 """
 
@@ -12,6 +13,8 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+
+from lines_model.line import point_on_line
 
 Distance = Literal["mse", "l1", "huber"]
 
@@ -39,24 +42,22 @@ def sample_t(n: int, dist: str, generator: torch.Generator) -> torch.Tensor:
 
 
 class LinesLoss:
-    """MSE(S(X_t, t), C) with X_t = t*C + (1-t)*N and t ~ t_dist."""
+    """d(S(X_t, t), C) with X_t = t*C + (1-t)*N and t ~ t_dist."""
 
-    def __init__(self, kind: Distance = "mse", t_dist: str = "uniform", t_scale: float = 999.0):
-        self.kind, self.t_dist, self.t_scale = kind, t_dist, t_scale
+    def __init__(self, kind: Distance, t_dist: str):
+        self.kind, self.t_dist = kind, t_dist
 
-    def __call__(self, net, noise: torch.Tensor, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, student, noise: torch.Tensor, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         t = sample_t(noise.shape[0], self.t_dist, generator).to(noise.device)
-        tb = t.view(-1, 1, 1, 1)
-        x_t = tb * clean + (1 - tb) * noise
-        return distance(net(x_t, t * self.t_scale).sample.float(), clean, self.kind)
+        return distance(student(point_on_line(noise, clean, t), t), clean, self.kind)
 
 
 class BaselineLoss:
-    """Naive distillation (Luhman & Luhman 2021): MSE(S(N, 0), C)."""
+    """Naive distillation (Luhman & Luhman 2021): d(S(N, 0), C)."""
 
-    def __init__(self, kind: Distance = "mse"):
+    def __init__(self, kind: Distance):
         self.kind = kind
 
-    def __call__(self, net, noise: torch.Tensor, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, student, noise: torch.Tensor, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         t = torch.zeros(noise.shape[0], device=noise.device)
-        return distance(net(noise, t).sample.float(), clean, self.kind)
+        return distance(student(noise, t), clean, self.kind)

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-TRAIN, HELDOUT = 0, 1  # noise streams: training pairs and held-out evaluation pairs
+TRAIN, HELDOUT, EVAL = 0, 1, 2  # noise streams: training pairs, held-out pairs, data-reference evaluation
 
 
 def item_seed(seed: int, stream: int, index: int) -> int:

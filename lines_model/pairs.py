@@ -13,7 +13,6 @@ then read single pairs at their file offsets: training RAM does not grow with th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from bisect import bisect_right
@@ -24,13 +23,11 @@ import numpy as np
 import torch
 
 from lines_model import atomic
+from lines_model.errors import ConfigError, PairsError
+from lines_model.hashing import hash_files
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
-
-
-class PairsError(RuntimeError):
-    """A pairs folder is missing, incomplete or inconsistent; the message names the file."""
 
 
 @dataclass
@@ -66,15 +63,6 @@ class Manifest:
 
 def shard_name(j: int) -> str:
     return f"shard-{j:05d}"
-
-
-def hash_files(*paths: Path) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 def read_manifest(folder: Path) -> Manifest:
@@ -194,3 +182,10 @@ class PairStore(torch.utils.data.Dataset):
         """A batch of pairs at `positions` (of this view), as stacked tensors."""
         items = [self[int(k)] for k in positions]
         return torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])
+
+    def split(self, count: int, reference: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(noise, teacher images) of the first `count` pairs and the next `reference` teacher images."""
+        if count + reference > len(self):
+            raise ConfigError(f"evaluate.count + evaluate.reference ({count} + {reference}) exceeds the {len(self)} pairs in {self.folder}")
+        noise, clean = self.take(range(count))
+        return noise, clean, self.take(range(count, count + reference))[1]

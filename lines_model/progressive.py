@@ -71,8 +71,8 @@ def _call(net, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def sample(net, scheduler_config: dict, noise: torch.Tensor, steps: int, *, prediction_type: str | None = None) -> torch.Tensor:
     """N-step DDIM on the nested grid: the sampler of progressive-distillation students."""
-    sch = Schedule(scheduler_config, noise.device)
-    device = next(iter(net.parameters()), noise).device
+    device = next(iter(net.parameters()), noise).device  # parameter-free oracles run where the noise is
+    sch = Schedule(scheduler_config, device)
     z = noise.to(device)
     ts = grid(steps, sch.num_train_timesteps) + [-1]
     for t, t_next in zip(ts[:-1], ts[1:]):
@@ -91,7 +91,7 @@ class ProgressiveLoss:
     and x_tilde = z_t'' when t'' is the clean end point.
     """
 
-    def __init__(self, teacher, teacher_prediction: str, student_prediction: str, scheduler_config: dict, student_steps: int, kind: str = "mse"):
+    def __init__(self, teacher, teacher_prediction: str, student_prediction: str, scheduler_config: dict, student_steps: int, kind: str):
         self.teacher, self.kind = teacher, kind
         self.teacher_prediction, self.student_prediction = teacher_prediction, student_prediction
         self.scheduler_config, self.N = scheduler_config, student_steps
@@ -99,7 +99,7 @@ class ProgressiveLoss:
 
     def __call__(self, net, noise: torch.Tensor, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         device = clean.device
-        if self._sch is None:
+        if self._sch is None or self._sch.alpha_bar.device != device:
             self._sch = Schedule(self.scheduler_config, device)
         sch, n = self._sch, clean.shape[0]
         fine = torch.tensor(grid(2 * self.N, sch.num_train_timesteps) + [-1], device=device)

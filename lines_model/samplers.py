@@ -15,6 +15,8 @@ import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 from tqdm.auto import tqdm
 
+from lines_model.line import point_on_line
+
 
 def _config_for(cls, config: dict, **overrides) -> dict:
     """The keys of `config` that `cls` accepts, plus overrides (avoids diffusers' unknown-key warnings)."""
@@ -129,14 +131,13 @@ def teacher_sampler(name: str) -> Callable[..., torch.Tensor]:
 
 
 @torch.no_grad()
-def lines_sample(student, noise: torch.Tensor, steps: int = 1, *, t_scale: float = 999.0) -> torch.Tensor:
-    """The Lines student: C_hat = S(N, 0); a k-step variant re-noises along the same line,
-    x = t_i * C_hat + (1 - t_i) * N with t_i = i/k, and predicts again: C_hat = S(x, t_i)."""
+def lines_sample(student, noise: torch.Tensor, steps: int = 1, **_) -> torch.Tensor:
+    """The Lines student (students.LinesStudent): C_hat = S(N, 0); a k-step variant re-noises along
+    the same line, x = t_i * C_hat + (1 - t_i) * N with t_i = i/k, and predicts again: C_hat = S(x, t_i)."""
     device = next(student.parameters()).device
     n = noise.to(device)
-    clean = student(n, torch.zeros((), device=device)).sample.float()
+    clean = student(n, 0.0)
     for i in range(1, steps):
         t = i / steps
-        x_t = t * clean + (1 - t) * n
-        clean = student(x_t, torch.tensor(t * t_scale, device=device)).sample.float()
+        clean = student(point_on_line(n, clean, t), t)
     return clean

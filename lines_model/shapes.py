@@ -107,16 +107,3 @@ def images(indices: np.ndarray | list[int], seed: int = 0) -> tuple[torch.Tensor
     f = sample_factors(indices, seed)
     return render(f), f
 
-
-class ShapesDataset(torch.utils.data.Dataset):
-    """Map-style view of `count` images starting at `offset`; items are (image in [-1, 1], shape label)."""
-
-    def __init__(self, count: int, seed: int = 0, offset: int = 0):
-        self.count, self.seed, self.offset = count, seed, offset
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, i: int):
-        x, f = images([self.offset + i], self.seed)
-        return x[0] * 2.0 - 1.0, int(f.shape[0])

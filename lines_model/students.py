@@ -1,28 +1,94 @@
-"""The one-step students: diffusers UNet2DModel folders plus a small sidecar saying how to run them."""
+"""The one-step students of Lines and the baseline: S(X_t, t) -> C_hat for t in [0, 1].
+
+Every Lines input lies on the straight line between noise N and the teacher's image C,
+X_t = t*C + (1-t)*N (line.point_on_line). A `LinesStudent` wraps a diffusers UNet2DModel in one of
+two parametrisations:
+
+- "direct" (student.init: random): C_hat = unet(X_t, t * t_scale), a fresh network.
+- "teacher" (student.init: teacher): the teacher's own network, fed exactly what it was trained
+  on. X_t is a variance-preserving sample once divided by s = sqrt(t^2 + (1-t)^2): z = X_t / s has
+  alpha = t/s and sigma = (1-t)/s, i.e. log-SNR lambda = log(t / (1-t)). The network sees z at the
+  teacher timestep tau with that log-SNR (clamped to the teacher's range, so t = 0 is the last
+  training timestep, where the teacher's own sampling starts), and its output is converted to
+  the image with the teacher's alpha_tau, sigma_tau. For a v- or x-prediction teacher, S(X_t, t)
+  at initialisation is exactly the teacher's denoised estimate. For an epsilon teacher (such as
+  google/ddpm-cifar10-32) the conversion x = (z - sigma eps) / alpha divides by alpha ~ 0 at t = 0,
+  so, as progressive distillation does, the copied network's output is read as v instead: not the
+  teacher's estimate at initialisation, but a well-conditioned start that training corrects.
+
+A student folder is a diffusers `save_pretrained` folder of the UNet plus `lines_model.json`
+(kind, parametrisation, t_scale) and, for the teacher parametrisation, the teacher's
+`scheduler_config.json`: everything needed to run it alone (`lines_model.sample`).
+"""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
+from typing import Literal
 
 import torch
-from diffusers import UNet2DModel
+from diffusers import DDPMScheduler, UNet2DModel
 
 from lines_model import atomic
-from lines_model.config import ConfigError, StudentCfg
+from lines_model.config import StudentCfg
+from lines_model.errors import ConfigError
 
-SIDECAR = "lines_model.json"  # kind, t_scale/steps and the resolved config that made the folder
+SIDECAR = "lines_model.json"  # kind, parametrisation and the resolved config that made the folder
+SCHEDULER_FILE = "scheduler_config.json"
+Parametrisation = Literal["direct", "teacher"]
 
 
-def build_student(cfg: StudentCfg, sample_shape: tuple[int, int, int]) -> UNet2DModel:
+class LinesStudent(torch.nn.Module):
+    def __init__(self, unet: UNet2DModel, parametrisation: Parametrisation, *, t_scale: float = 999.0, scheduler_config: dict | None = None):
+        super().__init__()
+        self.unet, self.parametrisation, self.t_scale = unet, parametrisation, t_scale
+        self.scheduler_config = dict(scheduler_config) if scheduler_config else None
+        if parametrisation == "teacher":
+            if scheduler_config is None:
+                raise ValueError("scheduler_config: the teacher parametrisation needs the teacher's noise schedule")
+            s = DDPMScheduler.from_config(scheduler_config)
+            ab = s.alphas_cumprod.double()
+            # lambda(tau) at the integer timesteps, decreasing in tau; interpolated linearly in between,
+            # which is diffusers' convention (log sigma linear in t) and the pairs sampler's.
+            self.register_buffer("log_snr", (0.5 * torch.log(ab / (1 - ab))).float(), persistent=False)
+            # An epsilon network is read as v (see the module docstring).
+            self.output = "sample" if s.config.prediction_type == "sample" else "v_prediction"
+        elif parametrisation != "direct":
+            raise ValueError(f"parametrisation: {parametrisation!r} is not 'direct' or 'teacher'")
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        t = torch.as_tensor(t, device=x_t.device, dtype=torch.float32)
+        if self.parametrisation == "direct":
+            return self.unet(x_t, t * self.t_scale).sample.float()
+        t = t.expand(x_t.shape[0]) if t.ndim == 0 else t
+        tau, alpha, sigma = self.teacher_time(t)
+        s = torch.sqrt(t**2 + (1 - t) ** 2).view(-1, 1, 1, 1)
+        z = x_t / s
+        out = self.unet(z, tau).sample.float()
+        if self.output == "sample":
+            return out
+        return alpha.view(-1, 1, 1, 1) * z - sigma.view(-1, 1, 1, 1) * out
+
+    def teacher_time(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(tau, alpha_tau, sigma_tau): the teacher timestep whose log-SNR is log(t / (1-t)), clamped."""
+        table = self.log_snr  # decreasing in tau
+        lam = (torch.log(t) - torch.log1p(-t)).clamp(float(table[-1]), float(table[0]))
+        # Searching -lambda in the increasing table -log_snr finds the bracketing integer timesteps.
+        hi = torch.searchsorted(-table, -lam).clamp(1, len(table) - 1)
+        lo = hi - 1
+        w = (lam - table[lo]) / (table[hi] - table[lo])
+        tau = lo.float() + w
+        return tau, torch.sigmoid(2 * lam).sqrt(), torch.sigmoid(-2 * lam).sqrt()
+
+
+def build_unet(cfg: StudentCfg, sample_shape: tuple[int, int, int]) -> UNet2DModel:
+    """A fresh UNet2DModel of the student architecture for images of `sample_shape`."""
     c, h, w = sample_shape
     if h != w:
         raise ConfigError(f"student: square images only, the teacher makes {h}x{w}")
-    if h % 2 ** (len(cfg.block_out_channels) - 1):
-        raise ConfigError(
-            f"student.block_out_channels: {len(cfg.block_out_channels)} levels halve the image "
-            f"{len(cfg.block_out_channels) - 1} times, which a {h}x{w} image (teacher's sample size) cannot take"
-        )
+    cfg.check_image_size(h)
     return UNet2DModel(
         sample_size=h,
         in_channels=c,
@@ -35,22 +101,71 @@ def build_student(cfg: StudentCfg, sample_shape: tuple[int, int, int]) -> UNet2D
     )
 
 
-def save_student(model: UNet2DModel, folder: str | Path, sidecar: dict, extra_files: dict[str, bytes] | None = None) -> None:
-    """save_pretrained (safetensors) + sidecar, replacing `folder` atomically."""
+def init_student(cfg: StudentCfg, sample_shape: tuple[int, int, int], teacher=None) -> LinesStudent:
+    """The untrained student: a copy of `teacher` (init teacher) or a fresh UNet (init random).
+
+    A fresh UNet draws its weights from torch's global generator: seed it first.
+    """
+    if cfg.init == "teacher":
+        if teacher is None:
+            raise ValueError("teacher: student.init is 'teacher' but no teacher was given")
+        unet = copy.deepcopy(teacher.unet).float().train().requires_grad_(True)
+        return LinesStudent(unet, "teacher", scheduler_config=teacher.scheduler_config)
+    return LinesStudent(build_unet(cfg, sample_shape), "direct", t_scale=cfg.t_scale)
+
+
+def save_student(model: torch.nn.Module, folder: str | Path, sidecar: dict, scheduler_config: dict | None = None) -> None:
+    """save_pretrained (safetensors) of the UNet + sidecar (+ scheduler config), replacing `folder` atomically.
+
+    `model` is a LinesStudent or a bare UNet2DModel (progressive-distillation students).
+    """
+    unet = model.unet if isinstance(model, LinesStudent) else model
+    if isinstance(model, LinesStudent):
+        sidecar = {**sidecar, "parametrisation": model.parametrisation, "t_scale": model.t_scale}
+        scheduler_config = scheduler_config or model.scheduler_config
     with atomic.atomic_dir(folder) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        unet.save_pretrained(tmp, safe_serialization=True)
         (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=2) + "\n")
-        for name, data in (extra_files or {}).items():
-            (tmp / name).write_bytes(data)
+        if scheduler_config is not None:
+            (tmp / SCHEDULER_FILE).write_text(json.dumps(scheduler_config, indent=2) + "\n")
 
 
-def load_student(folder: str | Path, device="cpu") -> tuple[UNet2DModel, dict]:
+def read_sidecar(folder: str | Path) -> dict:
+    path = Path(folder) / SIDECAR
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing; not a student folder made by this project")
+    return json.loads(path.read_text())
+
+
+def load_unet(folder: str | Path, device="cpu") -> UNet2DModel:
     folder = Path(folder)
     if not (folder / "diffusion_pytorch_model.safetensors").exists():
         raise FileNotFoundError(f"{folder / 'diffusion_pytorch_model.safetensors'}: missing student weights; run its training stage")
-    model = UNet2DModel.from_pretrained(folder, use_safetensors=True)
-    meta = json.loads((folder / SIDECAR).read_text()) if (folder / SIDECAR).exists() else {}
-    return model.to(device).eval().requires_grad_(False), meta
+    return UNet2DModel.from_pretrained(folder, use_safetensors=True).to(device).eval().requires_grad_(False)
+
+
+def load_scheduler_config(folder: str | Path) -> dict:
+    path = Path(folder) / SCHEDULER_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing; the student needs its noise schedule")
+    return json.loads(path.read_text())
+
+
+def load_student(folder: str | Path, device="cpu") -> tuple[LinesStudent, dict]:
+    """A Lines or baseline student folder -> (LinesStudent in eval mode, sidecar)."""
+    meta = read_sidecar(folder)
+    if meta.get("kind") not in ("lines", "baseline"):
+        raise ValueError(f"{folder}: a {meta.get('kind')!r} student, not a Lines or baseline one")
+    param = meta["parametrisation"]
+    sched = load_scheduler_config(folder) if param == "teacher" else None
+    student = LinesStudent(load_unet(folder, device), param, t_scale=meta.get("t_scale", 999.0), scheduler_config=sched)
+    return student.to(device).eval().requires_grad_(False), meta
+
+
+def load_pd_student(out_dir: str | Path, steps: int, device="cpu") -> tuple[UNet2DModel, dict]:
+    """(network, scheduler config) of the `steps`-step progressive-distillation student in `out_dir`."""
+    folder = Path(out_dir) / f"{steps}step"
+    return load_unet(folder, device), load_scheduler_config(folder)
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -16,32 +16,8 @@ from pathlib import Path
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
+from lines_model.errors import TeacherError
 
-class TeacherError(RuntimeError):
-    """The teacher could not be found or loaded; the message says which file and how to fix it."""
-
-
-# google/ddpm-cifar10-32 (35.7M parameters); used to test the hub path with random weights
-# and by the GPU benchmark, where the real checkpoint cannot be downloaded.
-CIFAR10_UNET_CONFIG = dict(
-    sample_size=32,
-    in_channels=3,
-    out_channels=3,
-    block_out_channels=(128, 256, 256, 256),
-    layers_per_block=2,
-    down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
-    downsample_padding=0,
-    flip_sin_to_cos=False,
-    freq_shift=1,
-    mid_block_scale_factor=1,
-    norm_eps=1e-6,
-    norm_num_groups=32,
-    attention_head_dim=None,
-)
-CIFAR10_SCHEDULER_CONFIG = dict(
-    num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear", clip_sample=True
-)
 
 _WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 
@@ -114,6 +90,16 @@ def content_hash(folder: Path) -> str:
                 for chunk in iter(lambda: fh.read(1 << 20), b""):
                     h.update(chunk)
     return h.hexdigest()
+
+
+def read_configs(model: str, revision: str | None = None) -> tuple[dict, dict]:
+    """(UNet config, scheduler config) of a teacher, without loading its weights (preflight checks)."""
+    unet_dir, sched_dir = _layout(resolve(model, revision))
+    path = sched_dir / "scheduler_config.json"
+    if not path.exists():
+        raise TeacherError(f"{path}: missing; the teacher's noise schedule is needed to sample")
+    sched = dict(DDPMScheduler.from_config(json.loads(path.read_text())).config)
+    return json.loads((unet_dir / "config.json").read_text()), sched
 
 
 def load_teacher(model: str, revision: str | None = None, device: str | torch.device = "cpu") -> Teacher:

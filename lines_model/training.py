@@ -4,14 +4,15 @@ AdamW with linear warmup and cosine decay, gradient clipping, EMA of the weights
 for device placement, mixed precision and DDP. The data order of epoch e is a permutation
 seeded by (seed, e) and the randomness of step s (e.g. Lines' t) by (seed, s), so a run
 resumed from a checkpoint replays exactly what an uninterrupted run would have done.
+
+Checkpoints live in a scratch folder that is no stage output: DVC can restore a stage's
+outputs from its cache or run-cache whatever a checkpoint holds, and a checkpoint only ever
+resumes a run that was killed (the caller removes it once the outputs are written).
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,15 +21,15 @@ import numpy as np
 import torch
 from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
-from lines_model import atomic
-from lines_model.config import RuntimeCfg, TrainCfg
+from lines_model import atomic, progress
 from lines_model import runtime as rt
+from lines_model.config import RuntimeCfg, TrainCfg
+from lines_model.errors import TrainingDiverged
+from lines_model.hashing import fingerprint
+from lines_model.optim import ema_copy, warmup_cosine
 
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+__all__ = ["Checkpoint", "EpochSampler", "TrainResult", "TrainingDiverged", "fingerprint", "train"]
 
 
 @dataclass
@@ -52,20 +53,6 @@ class EpochSampler(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         return len(range(self.rank, self.n, self.world))
-
-
-def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        p = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
-
-    return f
-
-
-def fingerprint(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class Checkpoint:
@@ -112,13 +99,19 @@ def train(
     cfg: TrainCfg,
     runtime: RuntimeCfg,
     *,
+    steps: int | None = None,
+    epochs: int | None = None,
     checkpoint_dir: str | Path,
     fingerprint_extra: dict,
     live=None,
     on_epoch_end: Callable[[int, torch.nn.Module], None] | None = None,
     desc: str = "train",
 ) -> TrainResult:
-    """Train `model` on `dataset` items (noise, clean) with `loss_fn(net, noise, clean, generator)`."""
+    """Train `model` on `dataset` items (noise, clean) with `loss_fn(net, noise, clean, generator)`
+    for exactly `steps` optimizer steps, or for `epochs` epochs (give one); the learning rate
+    warms up and decays over the whole run."""
+    if (steps is None) == (epochs is None):
+        raise ValueError("train: give exactly one of steps and epochs")
     acc = rt.accelerator(runtime)
     device = acc.device
     if device.type == "cuda":
@@ -133,27 +126,36 @@ def train(
         drop_last=len(sampler) >= cfg.batch_size,
     )
     steps_per_epoch = len(loader)
-    total = steps_per_epoch * cfg.epochs
+    steps = steps if steps is not None else epochs * steps_per_epoch
     opt = torch.optim.AdamW(
         model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda"
     )
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps, total))
+    lr_at = warmup_cosine(cfg.warmup_steps, steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
-    ckpt = Checkpoint(checkpoint_dir, fingerprint({"train": cfg.__dict__, **fingerprint_extra, "world": acc.num_processes}))
+    identity = {"train": cfg.result_identity(), "steps": steps, **fingerprint_extra, "world": acc.num_processes}
+    ckpt = Checkpoint(checkpoint_dir, fingerprint(identity))
     resumed = ckpt.load(model, ema, opt, sched)
     step, losses = resumed if resumed else (0, [])
     ema.to(device)
     net, opt = acc.prepare(model, opt)
     if runtime.compile and device.type == "cuda":
         net = torch.compile(net)
+    if live is not None and acc.is_main_process:
+        # The curves of the steps before a resume: DVC removed the old ones with the stage's outputs.
+        for s in range(cfg.log_every, step + 1, cfg.log_every):
+            _log(live, losses[s - cfg.log_every : s], cfg.lr * lr_at(s))
 
-    bar = tqdm(total=total, initial=step, desc=desc, unit="step", disable=not acc.is_main_process, dynamic_ncols=True)
-    for epoch in range(step // steps_per_epoch, cfg.epochs):
+    bar = progress.bar(total=steps, initial=step, desc=desc, unit="step", disable=not acc.is_main_process)
+    epoch = step // steps_per_epoch
+    while step < steps:
         sampler.epoch = epoch
         skip = step - epoch * steps_per_epoch  # batches of this epoch already done before a resume
         for b, (noise, clean) in enumerate(loader):
             if b < skip:
                 continue
+            if step == steps:
+                break
             noise = noise.to(device, non_blocking=True)
             clean = clean.to(device, non_blocking=True)
             g = torch.Generator().manual_seed(int(np.random.SeedSequence([cfg.seed, step, acc.process_index]).generate_state(1)[0]))
@@ -172,18 +174,16 @@ def train(
             opt.zero_grad(set_to_none=True)
             ema.step(acc.unwrap_model(net).parameters())
             step += 1
-            loss_v = acc.reduce(loss.detach(), reduction="mean").item()
-            losses.append(loss_v)
+            losses.append(acc.reduce(loss.detach(), reduction="mean").item())
             bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses[-50:]):.4f}")
+            bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses[-50:]):.4f}", refresh=False)
             if live is not None and acc.is_main_process and step % cfg.log_every == 0:
-                live.log_metric("train/loss", float(np.mean(losses[-cfg.log_every:])))
-                live.log_metric("train/lr", sched.get_last_lr()[0])
-                live.next_step()
+                _log(live, losses[-cfg.log_every :], sched.get_last_lr()[0])
             if acc.is_main_process and step % cfg.checkpoint_every == 0:
                 ckpt.save(acc.unwrap_model(net), ema, opt, sched, step, losses)
         if on_epoch_end is not None and acc.is_main_process:
             on_epoch_end(epoch, ema_copy(acc.unwrap_model(net), ema))
+        epoch += 1
     bar.close()
     if acc.is_main_process:
         ckpt.save(acc.unwrap_model(net), ema, opt, sched, step, losses)
@@ -191,7 +191,7 @@ def train(
     return TrainResult(steps=step, final_loss=float(np.mean(losses[-50:])) if losses else float("nan"), ema_model=ema_copy(acc.unwrap_model(net), ema))
 
 
-def ema_copy(model: torch.nn.Module, ema: EMAModel) -> torch.nn.Module:
-    m = copy.deepcopy(model)
-    ema.copy_to(m.parameters())
-    return m.eval()
+def _log(live, losses: list[float], lr: float) -> None:
+    live.log_metric("train/loss", float(np.mean(losses)))
+    live.log_metric("train/lr", lr)
+    live.next_step()

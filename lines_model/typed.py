@@ -11,11 +11,11 @@ import types
 import typing
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
+from lines_model.errors import ConfigError  # re-exported: the offline tools import it from here
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
-    """A params key is unknown, mistyped or out of range; the message names the key."""
 
 
 def _check(value: Any, tp: Any, key: str) -> Any:
@@ -121,8 +121,10 @@ def from_dict(cls: type[T], data: Any, where: str) -> T:
     return obj
 
 
-def field(default: Any, *, min: float | None = None, max: float | None = None) -> Any:  # noqa: A002
-    """A dataclass field with an optional allowed range."""
+def field(default: Any = dataclasses.MISSING, *, min: float | None = None, max: float | None = None) -> Any:  # noqa: A002
+    """A dataclass field with an optional allowed range (and a default only where one is given)."""
+    if default is dataclasses.MISSING:
+        return dataclasses.field(metadata={"min": min, "max": max})
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"min": min, "max": max})
     return dataclasses.field(default=default, metadata={"min": min, "max": max})

@@ -1,25 +1,27 @@
 """Stage teacher_pairs: run the teacher's deterministic sampler on seeded noise.
 
 Writes data/pairs (pairs.count training pairs) and data/heldout (pairs.heldout evaluation pairs,
-from a separate noise stream so that changing pairs.count never changes them). Resumes from the
-last complete shard; under `torchrun --nproc_per_node N` each process writes its own shards.
+from a separate noise stream so that changing pairs.count never changes them). A killed run
+resumes from its last complete shard in scratch/; under `torchrun --nproc_per_node N` each
+process writes its own shards.
 """
 
-from lines_model import generation, noise, runtime
+from lines_model import generation, noise, preflight, runtime
 from lines_model.cli import run_stage
 from lines_model.teachers import load_teacher
 
 
-def main(params, args) -> None:
+def main(params) -> None:
     p = params.pairs
+    preflight.check(params)
     runtime.set_threads(params.runtime)
     st = runtime.state()
     teacher = load_teacher(params.teacher.model, params.teacher.revision, device=st.device)
     teacher.unet = runtime.prepare_inference(teacher.unet, st.device, params.runtime)
     common = dict(
         sampler=p.sampler, steps=p.steps, order=p.order, lambda_min=p.lambda_min, seed=p.seed, batch_size=p.batch_size,
-        shard_size=p.shard_size, rank=st.process_index, world_size=st.num_processes,
-        barrier=st.wait_for_everyone, autocast=runtime.autocast_for(st.device, params.runtime),
+        shard_size=p.shard_size, rank=st.process_index, world_size=st.num_processes, barrier=st.wait_for_everyone,
+        autocast=runtime.autocast_for(st.device, params.runtime), scratch_dir="scratch",
     )
     generation.generate(teacher, "data/pairs", count=p.count, stream=noise.TRAIN, desc="train pairs", **common)
     generation.generate(teacher, "data/heldout", count=p.heldout, stream=noise.HELDOUT, desc="held-out pairs", **common)

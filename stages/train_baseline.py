@@ -1,13 +1,19 @@
 """Stage train_baseline: naive distillation on all pairs (input N, t = 0, target C)."""
 
-from lines_model import student_training
+from lines_model import preflight, runtime
 from lines_model.cli import run_stage
-from lines_model.losses import BaselineLoss
+from lines_model.student_training import train_student
+from lines_model.teachers import load_teacher
 
 
-def main(params, args) -> None:
-    cfg = params.train_baseline
-    student_training.run(params, name="baseline", cfg=cfg, loss_fn=BaselineLoss(cfg.loss), kind="baseline")
+def main(params) -> None:
+    preflight.check(params)
+    runtime.set_threads(params.runtime)
+    teacher = load_teacher(params.teacher.model, params.teacher.revision) if params.student.init == "teacher" else None
+    train_student(
+        params, "baseline", pairs_dir="data/pairs", heldout_dir="data/heldout", teacher=teacher,
+        out_dir="models/baseline", live_dir="dvclive/baseline", scratch_dir="scratch",
+    )
 
 
 if __name__ == "__main__":

@@ -1,15 +1,19 @@
 """Stage train_lines: the Lines Model student on the subset (X_t = t*C + (1-t)*N, target C)."""
 
-from lines_model import student_training
+from lines_model import preflight, runtime
 from lines_model.cli import run_stage
-from lines_model.losses import LinesLoss
+from lines_model.student_training import train_student
+from lines_model.teachers import load_teacher
 
 
-def main(params, args) -> None:
-    cfg = params.train_lines
-    loss = LinesLoss(cfg.loss, cfg.t_dist, params.student.t_scale)
-    indices = student_training.load_subset()
-    student_training.run(params, name="lines", cfg=cfg, loss_fn=loss, indices=indices, kind="lines")
+def main(params) -> None:
+    preflight.check(params)
+    runtime.set_threads(params.runtime)
+    teacher = load_teacher(params.teacher.model, params.teacher.revision) if params.student.init == "teacher" else None
+    train_student(
+        params, "lines", pairs_dir="data/pairs", heldout_dir="data/heldout", subset_file="data/subset.json", teacher=teacher,
+        out_dir="models/lines", live_dir="dvclive/lines", scratch_dir="scratch",
+    )
 
 
 if __name__ == "__main__":

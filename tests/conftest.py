@@ -39,16 +39,35 @@ def tiny_teacher(tmp_path_factory) -> Path:
     return make_tiny_teacher(tmp_path_factory.mktemp("teacher") / "tiny")
 
 
-MICRO_PARAMS = """\
-teacher: {model: teachers/tiny, revision: null}
-pairs: {count: 200, heldout: 120, sampler: dpmsolver++, steps: 4, order: 2, seed: 0, batch_size: 50, shard_size: 100}
-subset: {size: 100, seed: 0}
-student: {block_out_channels: [16, 32], layers_per_block: 1, down_block_types: [DownBlock2D, AttnDownBlock2D],
-          up_block_types: [AttnUpBlock2D, UpBlock2D], norm_num_groups: 8, t_scale: 999.0}
+# The micro profile: only what differs from the shipped params.yaml, as profiles/ do.
+MICRO_DIFF = """\
+teacher: {model: teachers/tiny}
+pairs: {count: 200, heldout: 120, steps: 4, order: 2, batch_size: 50, shard_size: 100}
+subset: {size: 100}
+student: {init: random, block_out_channels: [16, 32], down_block_types: [DownBlock2D, AttnDownBlock2D],
+          up_block_types: [AttnUpBlock2D, UpBlock2D], norm_num_groups: 8}
 train_lines: {lr: 0.001, epochs: 2, batch_size: 32, log_every: 1, checkpoint_every: 2}
 train_baseline: {lr: 0.001, epochs: 1, batch_size: 32, log_every: 1}
-pd: {start_steps: 4, end_steps: 1, iters_per_round: 3, batch_size: 16, keep_steps: [2, 1]}
-evaluate: {feature_dir: teachers/shapes-features, count: 60, reference: 60, kid_subset_size: 20, speed_batch: 4,
-           speed_repeats: 1, lines_steps: [1, 2], grid_columns: 4}
+pd: {start_steps: 4, iters_per_round: 3, batch_size: 16}
+evaluate: {count: 60, reference: 60, kid_subset_size: 20, bootstrap: 10, speed_batch: 4, speed_rounds: 2,
+           pd_steps: [2, 1], grid_columns: 4, trajectory_samples: 2}
 runtime: {threads: 1}
 """
+
+
+def micro_params(**sections) -> str:
+    """params.yaml text of the micro profile, with `sections` (dicts) merged on top."""
+    import yaml
+
+    from lines_model.profile import merge
+
+    params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), yaml.safe_load(MICRO_DIFF))
+    params = merge(params, sections)
+    return yaml.safe_dump(params, sort_keys=False)
+
+
+def shipped_params():
+    """The typed params of the shipped params.yaml (tests derive their configs from it)."""
+    from lines_model.config import load_params
+
+    return load_params(ROOT / "params.yaml")

@@ -1,65 +1,141 @@
-"""Smoke tests of benchmarks/run.py at toy sizes: its code paths run and write the keys the README lists.
+"""Smoke tests of the benchmarks (benchmarks/run.py and its section modules) at toy sizes: their code
+paths run, write the keys the README lists, label each measurement with the batch it used, and
+derive their ratios from the numbers they report.
 
 The whole `--quick` run (about a minute: it starts torch.distributed.run and four fresh children) is
-left to `python benchmarks/run.py --quick`; here the memory section runs at 600 pairs and the GPU
-section as a CPU dry run, so that the GPU code is exercised on machines without one.
+left to `python benchmarks/run.py --quick`; here the memory section runs at 600 pairs, the pairs
+section's calibration and the one-step section on the tiny random teacher, and the GPU section as a
+CPU dry run, so that the GPU code is exercised on machines without one.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the benchmarks (and tools) import from the repository root
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import common, memory, run, sizes  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_memory_section_tiny(bench, tmp_path):
-    S = dict(bench.QUICK, mem_pairs=600, mem_shard=200, mem_batch=64, mem_microbatch=32, mem_train_steps=1)
-    r = bench.bench_memory(tmp_path, S, threads=1, progress=False)
+def test_memory_section_tiny(tmp_path):
+    S = dict(sizes.QUICK, mem_pairs=600, mem_shard=200, mem_batch=64, mem_microbatch=32, mem_train_steps=1)
+    saved = []
+    r = memory.bench_memory(tmp_path, S, threads=1, progress=False, save=lambda: saved.append(1))
     for key in ("train_peak_rss_mb_250k", "original_load_rss_mb_250k", "bytes_per_pair", "train_epoch_s_250k"):
         assert isinstance(r[key], float) and r[key] > 0, key
+    assert r["memory_pairs"] == 600 and r["train_batch"] == 64 and r["memory_shard_size"] == 200
     # 2 float32 arrays of 3x32x32 per pair, plus the small .npy headers and the manifest.
     assert 24576 <= r["bytes_per_pair"] < 24576 * 1.05
+    assert r["train_rss_ratio_original_over_ours"] == r["original_load_rss_mb_250k"] / r["train_peak_rss_mb_250k"]
+    assert r["train_epoch_pairs_per_s"] == 600 / r["train_epoch_data_only_s_250k"]
+    assert len(saved) >= 4, "results are saved measurement by measurement"
     assert not any(tmp_path.iterdir()), "the memory section left files behind"
 
 
-def test_gpu_section_dry_run_on_cpu(bench):
+@pytest.fixture(scope="module")
+def teacher(tiny_teacher):
+    from lines_model.teachers import load_teacher
+
+    return load_teacher(str(tiny_teacher))
+
+
+def test_pairs_calibration_picks_a_candidate_meeting_its_target(teacher):
+    from benchmarks.original import original_loop
+    from benchmarks.pairs import calibrate
+    from lines_model import noise as noise_mod
+    from lines_model.samplers import dpmsolver_pp
+
     torch.set_num_threads(1)
-    S = dict(bench.QUICK, gpu_batch=2, gpu_small_batch=1, gpu_ddim_steps=2, gpu_dpm_steps=2, gpu_train_steps=1)
+    S = dict(sizes.QUICK, candidate_steps=(2, 4, 8, 16), candidate_count=4)
+    noise = noise_mod.noise_for(range(6), teacher.sample_shape, common.BENCH_SEED, common.BENCH_STREAM)
+    unet, cfg = teacher.unet, teacher.scheduler_config
+    ref = dpmsolver_pp(unet, cfg, noise, 60)
+    orig = original_loop(unet, cfg, noise, 20, 3)
+    r = calibrate(unet, cfg, noise, ref, orig, S, -5.0)
+    tried = [(c["order"], c["steps"]) for c in r["pairs_candidates"]]
+    assert tried == [(o, s) for s in (2, 4, 8, 16) for o in (2, 3)][: len(tried)]  # cheapest first, order 2 first
+    assert r["pairs_candidates_psnr"] == {f"order{c['order']}_{c['steps']}": c["psnr_db"] for c in r["pairs_candidates"]}
+    assert r["pairs_candidates_count"] == 4
+    assert r["pairs_equal_fidelity"], r  # DDIM-20 is reached well within 16 DPM-Solver++ steps
+    chosen = r["pairs_candidates"][-1]  # the search stops at the first candidate that meets the target
+    assert (r["pairs_order"], r["pairs_steps"]) == (chosen["order"], chosen["steps"])
+    assert chosen["psnr_db"] >= r["pairs_candidates_target_psnr"]
+    assert all(c["psnr_db"] < r["pairs_candidates_target_psnr"] for c in r["pairs_candidates"][:-1])
+    assert r["pairs_sampler"] == f"dpmsolver++ order {chosen['order']}, {chosen['steps']} steps, lambda_min -5.0"
+
+
+def test_onestep_keys_carry_the_batch_sizes_used(teacher):
+    from benchmarks.onestep import bench_onestep
+    from lines_model.config import load_params
+
+    torch.set_num_threads(1)
+    S = dict(sizes.QUICK, onestep_batches=(3, 1), onestep_repeats=1)
     saved = []
-    r = bench.bench_gpu(S, device="cpu", save=lambda: saved.append(1))
-    assert r["student_params"] > 9e6 and r["teacher_params"] > 35e6
-    keys = ("pairs_per_s_original_ddim2_fp32", "pairs_per_s_ddim2", "pairs_per_s_dpmsolver2", "pairs_per_s_generate",
-            "pairs_speedup_vs_original", "train_samples_per_s", "onestep_speedup_b1_vs_ddim2", "onestep_speedup_b1_vs_dpmsolver2")
-    for key in keys:
-        assert r[key] > 0, key
+    r = bench_onestep(teacher, S, save=lambda: saved.append(1))
+    assert r["onestep_batches"] == [1, 3] and r["onestep_ceiling_batch"] == 3
+    assert not any(k.endswith(("_b16", "_b256")) for k in r), "keys must name the batches measured, here 1 and 3"
+    for b in (1, 3):
+        speedup = r[f"onestep_teacher_ms_per_image_b{b}"] / r[f"onestep_student_ms_per_image_b{b}"]
+        assert r[f"onestep_speedup_b{b}"] == speedup > 0
+        assert r[f"onestep_teacher_ms_per_image_iqr_b{b}"] >= 0
+    nfe = load_params(ROOT / "params.yaml").pairs.steps
+    assert r["onestep_speedup_ceiling_b3"] == nfe * r["onestep_teacher_call_ms_b3"] / r["onestep_student_call_ms_b3"]
+    assert len(saved) == 3, "saved after each batch and after the ceiling"
+
+
+def test_gpu_section_dry_run_on_cpu():
+    from benchmarks.gpu import bench_gpu
+
+    torch.set_num_threads(1)
+    S = dict(sizes.QUICK, gpu_batch=2, gpu_small_batch=1, gpu_ddim_steps=2, gpu_dpm_steps=2, gpu_train_steps=1)
+    saved = []
+    r = bench_gpu(S, device="cpu", save=lambda: saved.append(1))
+    assert r["device"] == "cpu (dry run)" and r["batch"] == 2 and r["small_batch"] == 1
+    assert 9e6 < r["student_params"] < 11e6 and r["teacher_params"] == 35_746_307  # google/ddpm-cifar10-32's size
+    # the small-batch timings are labelled with the batch they ran at (1), the step counts with theirs (2)
+    small = ("teacher_original_ddim2_fp32_ms_b1", "teacher_ddim2_ms_b1", "teacher_dpmsolver2_ms_b1", "student_1step_ms_b1")
+    for key in ("pairs_per_s_original_ddim2_fp32", "pairs_per_s_ddim2", "pairs_per_s_dpmsolver2", "pairs_per_s_generate",
+                "train_samples_per_s", *small):
+        assert isinstance(r[key], float) and r[key] > 0, key
+    assert not any(k.endswith(("_b16", "_b256")) or "ddim200" in k or "dpmsolver20" in k for k in r)
+    assert r["train_steps_timed"] == 2
+    # every ratio is the quotient of the fields it comes from
+    assert r["pairs_speedup_vs_original"] == r["pairs_per_s_generate"] / r["pairs_per_s_original_ddim2_fp32"]
+    student = r["student_1step_ms_b1"]
+    assert r["onestep_speedup_b1_vs_ddim2"] == r["teacher_ddim2_ms_b1"] / student
+    assert r["onestep_speedup_b1_vs_dpmsolver2"] == r["teacher_dpmsolver2_ms_b1"] / student
+    assert r["onestep_speedup_b1_vs_original_ddim2_fp32"] == r["teacher_original_ddim2_fp32_ms_b1"] / student
+    assert "pairs_per_s_dpmsolver2_compiled" not in r and "compile_error" not in r  # compilation is CUDA-only
     assert len(saved) >= 4, "results are saved measurement by measurement"
 
 
-def test_markdown_table(bench):
-    table = bench.markdown({"a": 1.5, "machine": {"cpu_count": 2}, "gpu": None})
+def test_every_child_has_a_module():
+    from benchmarks import pairs
+
+    assert set(run.CHILD_MODULES) == set(pairs.CHILDREN) | set(memory.CHILDREN)
+    for kind, module in run.CHILD_MODULES.items():
+        assert kind in {"benchmarks.pairs": pairs, "benchmarks.memory": memory}[module].CHILDREN
+
+
+def test_markdown_table():
+    table = run.markdown({"a": 1.5, "machine": {"cpu_count": 2}, "gpu": None})
     assert "| a | 1.5 |" in table and "| machine.cpu_count | 2 |" in table and "| gpu | None |" in table
 
 
-def test_cpu_runs_keep_the_last_gpu_figures(bench, tmp_path):
+def test_cpu_runs_keep_the_last_gpu_figures(tmp_path):
     out = tmp_path / "results.json"
-    assert bench._previous_gpu(out) is None  # no file yet
+    assert run.previous_gpu(out) is None  # no file yet
     out.write_text('{"gpu": {"device": "NVIDIA H200", "date": "2026-01-01", "pairs_per_s_generate": 297.0}}')
-    assert bench._previous_gpu(out) == {"device": "NVIDIA H200", "date": "2026-01-01", "pairs_per_s_generate": 297.0}
+    assert run.previous_gpu(out) == {"device": "NVIDIA H200", "date": "2026-01-01", "pairs_per_s_generate": 297.0}
     out.write_text('{"gpu": {"device": "cpu (dry run)"}}')  # numbers of a CPU dry run are never carried over
-    assert bench._previous_gpu(out) is None
+    assert run.previous_gpu(out) is None
     out.write_text('{"gpu": null}')
-    assert bench._previous_gpu(out) is None
+    assert run.previous_gpu(out) is None
     out.write_text("{not json")
-    assert bench._previous_gpu(out) is None
+    assert run.previous_gpu(out) is None

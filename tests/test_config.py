@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,14 +11,35 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from lines_model.config import ConfigError, Params, load_params, parse_params, to_dict
+from lines_model.config import ConfigError, load_params, parse_params, to_dict
+
+SHIPPED = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def with_(diff: dict, base: dict = SHIPPED) -> dict:
+    """The shipped params with `diff` merged in (unlike profile.merge, new keys pass through)."""
+    out = dict(base)
+    for k, v in diff.items():
+        out[k] = with_(v, base[k]) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
 
 
 def test_shipped_params_parse_and_round_trip():
     p = load_params(ROOT / "params.yaml")
     assert p.teacher.model == "teachers/shapes-ddpm"
+    assert p.pairs.steps == SHIPPED["pairs"]["steps"] and p.train_lines.epochs == SHIPPED["train_lines"]["epochs"]
     assert parse_params(to_dict(p)) == p
-    assert parse_params({}) == Params()
+    assert to_dict(p) == {k: {kk: (list(vv) if isinstance(vv, tuple) else vv) for kk, vv in v.items()} for k, v in SHIPPED.items()}
+
+
+def test_params_yaml_is_the_only_source_of_values():
+    # The dataclasses hold no defaults: a missing key is an error naming it, never a silent default.
+    with pytest.raises(ConfigError, match=r"teacher: missing required key"):
+        parse_params({})
+    partial = {k: v for k, v in SHIPPED.items()}
+    partial["train_lines"] = {k: v for k, v in SHIPPED["train_lines"].items() if k != "epochs"}
+    with pytest.raises(ConfigError, match=r"train_lines\.epochs: missing required key"):
+        parse_params(partial)
 
 
 @pytest.mark.parametrize(
@@ -34,7 +56,11 @@ def test_shipped_params_parse_and_round_trip():
         ({"runtime": {"compile": "yes"}}, r"runtime\.compile: expected true or false"),
         ({"subset": {"size": 10**6}}, r"subset\.size: 1000000 is larger than pairs\.count=4000"),
         ({"pd": {"start_steps": 12}}, r"pd\.start_steps: 12 must be a power-of-two multiple"),
-        ({"pd": {"keep_steps": [3]}}, r"pd\.keep_steps: 3 is not a step count"),
+        ({"evaluate": {"pd_steps": [3]}}, r"evaluate\.pd_steps: 3 is not a step count"),
+        ({"train_baseline": {"t_dist": "uniform"}}, r"train_baseline\.t_dist: unknown key"),
+        ({"student": {"init": "copy"}}, r"student\.init: 'copy' is not allowed; expected one of 'teacher', 'random'"),
+        ({"evaluate": {"feature_extractor": "clip"}}, r"evaluate\.feature_extractor: 'clip' is not allowed"),
+        ({"evaluate": {"trajectory_ts": [0.5, 1.5]}}, r"evaluate\.trajectory_ts: times must lie in \[0, 1\]"),
         ({"pairs": {"batch_size": 300}}, r"pairs\.batch_size: 300 must divide pairs\.shard_size=1000"),
         ({"student": {"down_block_types": ["DownBlock2D"]}}, r"student\.down_block_types: needs 3 entries"),
         ({"evaluate": {"count": 900}}, r"evaluate\.count \+ evaluate\.reference = 1400 is larger than pairs\.heldout=1000"),
@@ -43,11 +69,11 @@ def test_shipped_params_parse_and_round_trip():
 )
 def test_bad_params_name_the_key(data, message):
     with pytest.raises(ConfigError, match=message):
-        parse_params(data)
+        parse_params(with_(data))
 
 
 def test_yaml_floats_written_as_strings_are_accepted():
-    assert parse_params({"train_lines": {"lr": "1e-4"}}).train_lines.lr == 1e-4
+    assert parse_params(with_({"train_lines": {"lr": "1e-4"}})).train_lines.lr == 1e-4
 
 
 def _run_stage(cwd: Path, stage: str):
@@ -79,19 +105,21 @@ def test_missing_params_file(tmp_path):
 
 
 def test_student_that_cannot_take_the_teacher_image_size():
-    from lines_model.config import StudentCfg
-    from lines_model.students import build_student
+    from lines_model.students import build_unet
 
+    cfg = load_params(ROOT / "params.yaml").student
     with pytest.raises(ConfigError, match=r"student\.block_out_channels: 3 levels .* 6x6 image"):
-        build_student(StudentCfg(), (3, 6, 6))
-    assert build_student(StudentCfg(), (3, 16, 16)).config.sample_size == 16
+        build_unet(cfg, (3, 6, 6))
+    assert build_unet(cfg, (3, 16, 16)).config.sample_size == 16
 
 
 def test_teacher_pairs_with_a_teacher_folder_without_weights(tmp_path):
     (tmp_path / "teacher").mkdir()
-    (tmp_path / "teacher" / "config.json").write_text('{"_class_name": "UNet2DModel"}')
+    (tmp_path / "teacher" / "config.json").write_text('{"_class_name": "UNet2DModel", "sample_size": 16}')
+    (tmp_path / "teacher" / "scheduler_config.json").write_text((ROOT / "teachers" / "shapes-ddpm" / "scheduler_config.json").read_text())
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["teacher"]["model"] = "teacher"
+    params["evaluate"]["feature_dir"] = str(ROOT / "teachers" / "shapes-features")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "data" / "pairs").mkdir(parents=True)
     (tmp_path / "data" / "pairs" / "manifest.json").write_text("{}")
@@ -99,3 +127,28 @@ def test_teacher_pairs_with_a_teacher_folder_without_weights(tmp_path):
     assert r.returncode == 2
     assert "no weights: expected diffusion_pytorch_model.safetensors" in r.stderr
     assert (tmp_path / "data" / "pairs" / "manifest.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize(
+    "diff, message",
+    [
+        ({"pairs": {"steps": 2000}}, r"pairs\.steps: 2000 steps exceed the teacher's 1000 training timesteps"),
+        ({"pd": {"start_steps": 2048}}, r"pd\.start_steps: 2048 steps exceed"),
+        ({"pairs": {"lambda_min": -20.0}}, r"pairs\.lambda_min: -20\.0 lies outside the teacher's log-SNR range"),
+        ({"student": {"block_out_channels": [16, 16, 16, 16, 16, 16], "down_block_types": ["DownBlock2D"] * 6,
+                      "up_block_types": ["UpBlock2D"] * 6}}, r"student\.block_out_channels: 6 levels"),
+        ({"evaluate": {"feature_weights": "nowhere.pth"}}, r"evaluate\.feature_weights: file nowhere\.pth not found"),
+        ({"evaluate": {"data_reference": "cifar.npy"}}, r"evaluate\.data_reference: file cifar\.npy not found"),
+    ],
+)
+def test_values_that_only_the_teacher_or_the_disk_can_refuse_stop_every_stage_before_work(tmp_path, diff, message):
+    params = with_(diff)
+    params["teacher"]["model"] = str(ROOT / "teachers" / "shapes-ddpm")
+    params["evaluate"]["feature_dir"] = str(ROOT / "teachers" / "shapes-features")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    # The first stage stops (each stage process costs seconds of imports, so one more stage, once).
+    for stage in ("teacher_pairs", "evaluate") if "steps" in diff.get("pairs", {}) else ("teacher_pairs",):
+        r = _run_stage(tmp_path, stage)
+        assert r.returncode == 2, r.stderr
+        assert re.search(message, r.stderr) and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "scratch").exists()

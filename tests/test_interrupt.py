@@ -14,13 +14,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import MICRO_PARAMS, ROOT, make_tiny_teacher
+from conftest import ROOT, make_tiny_teacher, micro_params
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-PARAMS = MICRO_PARAMS.replace("count: 200, heldout: 120", "count: 400, heldout: 120").replace("shard_size: 100", "shard_size: 50").replace(
-    "train_lines: {lr: 0.001, epochs: 2, batch_size: 32, log_every: 1, checkpoint_every: 2}",
-    "train_lines: {lr: 0.001, epochs: 6, batch_size: 16, log_every: 1, checkpoint_every: 3}",
-)
+PARAMS = micro_params(pairs={"count": 400, "shard_size": 50}, train_lines={"epochs": 6, "batch_size": 16, "checkpoint_every": 3})
 
 
 def _workdir(root: Path, name: str, teacher: Path) -> Path:
@@ -61,9 +58,11 @@ def test_killed_teacher_pairs_resumes_to_identical_shards(dirs):
     ref = _workdir(root, "pairs_ref", teacher)
     assert _stage(ref, "teacher_pairs").returncode == 0
     d = _workdir(root, "pairs_kill", teacher)
-    _kill_when(d, "teacher_pairs", lambda: len(list((d / "data" / "pairs").glob("*.sha256"))) >= 2)
-    done_before = len(list((d / "data" / "pairs").glob("*.sha256")))
-    assert 2 <= done_before < 8
+    # Shards in progress live in scratch/, never in the stage's output.
+    done = lambda: list((d / "scratch").glob("pairs-*/*.sha256"))  # noqa: E731
+    _kill_when(d, "teacher_pairs", lambda: len(done()) >= 2)
+    assert 2 <= len(done()) < 8
+    assert not (d / "data" / "pairs").exists()
     # A half-finished folder is refused by readers until the rerun completes it.
     r = _stage(d, "subset")
     assert r.returncode == 2 and "incomplete" in r.stderr
@@ -71,24 +70,24 @@ def test_killed_teacher_pairs_resumes_to_identical_shards(dirs):
     assert _shard_bytes(d / "data" / "pairs") == _shard_bytes(ref / "data" / "pairs")
     assert (d / "data" / "pairs" / "manifest.json").read_text() == (ref / "data" / "pairs" / "manifest.json").read_text()
     assert not list((d / "data" / "pairs").glob(".*.tmp"))
+    assert not list((d / "scratch").glob("pairs-*")), "finished shards move into the output"
 
 
 def test_killed_training_resumes_to_the_same_student(dirs):
     root, teacher = dirs
-    ref = root / "pairs_ref"  # from the previous test
-    if not (ref / "data" / "pairs" / "manifest.json").exists():
-        pytest.skip("needs the pairs of the previous test")
-    for stage in ("subset",):
+    ref = _workdir(root, "train_ref", teacher)
+    for stage in ("teacher_pairs", "subset"):
         assert _stage(ref, stage).returncode == 0
     d = root / "train_kill"
     shutil.copytree(ref, d)
     r = _stage(ref, "train_lines")
     assert r.returncode == 0, r.stderr[-2000:]
-    state = d / "models" / "lines.ckpt" / "state.json"
-    _kill_when(d, "train_lines", state.exists)
-    assert state.exists() and not (d / "models" / "lines").exists()
+    states = lambda: list((d / "scratch").glob("lines-*/state.json"))  # noqa: E731
+    _kill_when(d, "train_lines", lambda: bool(states()))
+    assert states() and not (d / "models" / "lines").exists()
     r = _stage(d, "train_lines")
     assert r.returncode == 0, r.stderr[-2000:]
+    assert not list((d / "scratch").glob("lines-*")), "a finished run removes its checkpoint"
     a = load_file(ref / "models" / "lines" / "diffusion_pytorch_model.safetensors")
     b = load_file(d / "models" / "lines" / "diffusion_pytorch_model.safetensors")
     assert a.keys() == b.keys()

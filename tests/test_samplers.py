@@ -1,6 +1,6 @@
 """Teacher samplers against the exact probability-flow ODE of Gaussian data, plus determinism.
 
-For data N(mu, s^2 I) the oracle (lines_model/oracle.py) is the exact denoiser and
+For data N(mu, s^2 I) the oracle (tests/oracle.py) is the exact denoiser and
 `oracle.endpoint(noise, t_first)` the exact ODE endpoint of noise started at the sampler's first
 timestep, so a sampler's error against it is pure discretisation (and float32) error.
 The tolerances below are RMS errors over 64 x 3 x 8 x 8 values; each comment gives the value
@@ -15,7 +15,8 @@ import torch
 from diffusers import DDPMScheduler
 
 from lines_model import noise, samplers
-from lines_model.oracle import GaussianOracle
+
+from oracle import GaussianOracle  # tests/oracle.py
 
 
 @pytest.fixture(autouse=True)

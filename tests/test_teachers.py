@@ -20,14 +20,8 @@ from diffusers import DDPMScheduler, UNet2DModel
 from safetensors.torch import load_file
 
 from lines_model import teachers
-from lines_model.teachers import (
-    CIFAR10_SCHEDULER_CONFIG,
-    CIFAR10_UNET_CONFIG,
-    TeacherError,
-    content_hash,
-    load_teacher,
-    resolve,
-)
+from lines_model.teachers import TeacherError, content_hash, load_teacher, resolve
+from tools.random_teacher import save_random_cifar_teacher
 
 HUB_ID = "google/ddpm-cifar10-32"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -42,12 +36,7 @@ def _one_thread():
 @pytest.fixture(scope="session")
 def cifar_teacher(tmp_path_factory) -> Path:
     """Random weights in the flat layout of google/ddpm-cifar10-32 (config.json, weights, scheduler_config.json)."""
-    folder = tmp_path_factory.mktemp("cifar") / "ddpm-cifar10-32"
-    torch.manual_seed(0)
-    unet = UNet2DModel(**CIFAR10_UNET_CONFIG)
-    unet.save_pretrained(folder, safe_serialization=True)
-    DDPMScheduler(**CIFAR10_SCHEDULER_CONFIG).save_pretrained(folder)
-    return folder
+    return save_random_cifar_teacher(tmp_path_factory.mktemp("cifar") / "ddpm-cifar10-32")
 
 
 def _small_unet(seed: int = 0) -> UNet2DModel:
@@ -115,7 +104,7 @@ def _hub_cache(root: Path, files_from: Path) -> Path:
 
 def test_cifar10_config_has_the_size_of_google_ddpm_cifar10_32(cifar_teacher):
     n = sum(p.numel() for p in UNet2DModel.from_pretrained(cifar_teacher).parameters())
-    assert 35_700_000 <= n < 35_800_000, n  # 35,746,307 like the hub checkpoint
+    assert n == 35_746_307  # like the hub checkpoint
     assert sorted(p.name for p in cifar_teacher.iterdir()) == ["config.json", WEIGHTS, "scheduler_config.json"]
 
 

@@ -9,14 +9,22 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from lines_model import progressive
-from lines_model.config import RuntimeCfg, StudentCfg, TrainCfg
-from lines_model.losses import BaselineLoss, LinesLoss, sample_t
-from lines_model.oracle import GaussianOracle
-from lines_model.students import build_student
-from lines_model.training import Checkpoint, TrainingDiverged, train
+import dataclasses
 
-STUDENT = StudentCfg(block_out_channels=(8, 16), down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=8)
+from conftest import shipped_params
+from lines_model import progressive
+from lines_model.config import BaselineCfg
+from lines_model.losses import BaselineLoss, LinesLoss, distance, sample_t
+from lines_model.students import LinesStudent, build_unet
+from lines_model.training import Checkpoint, TrainingDiverged, train
+from oracle import GaussianOracle
+
+PARAMS = shipped_params()
+STUDENT = dataclasses.replace(
+    PARAMS.student, init="random", block_out_channels=(8, 16), down_block_types=("DownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=8,
+)
+RUNTIME = dataclasses.replace(PARAMS.runtime, threads=0)
 
 
 class Pairs(torch.utils.data.Dataset):
@@ -36,27 +44,32 @@ class Pairs(torch.utils.data.Dataset):
 
 def _student(seed=0):
     torch.manual_seed(seed)
-    return build_student(STUDENT, (3, 8, 8))
+    return LinesStudent(build_unet(STUDENT, (3, 8, 8)), "direct", t_scale=999.0)
 
 
-def _cfg(**kw):
-    base = dict(lr=3e-3, epochs=3, batch_size=16, warmup_steps=2, ema_decay=0.9, checkpoint_every=1000)
-    return TrainCfg(**{**base, **kw})
+def _cfg(**kw) -> BaselineCfg:
+    base = dict(lr=3e-3, epochs=3, batch_size=16, warmup_steps=2, weight_decay=0.0, grad_clip=1.0, ema_decay=0.9, loss="mse",
+                seed=0, log_every=10, checkpoint_every=1000, num_workers=0)
+    return BaselineCfg(**{**base, **kw})
+
+
+def _train(model, loss, data, cfg, ckpt, **kw):
+    return train(model, loss, data, cfg, RUNTIME, epochs=cfg.epochs, checkpoint_dir=ckpt, fingerprint_extra={}, **kw)
 
 
 def test_loss_decreases(tmp_path):
     data = Pairs()
-    r = train(_student(), BaselineLoss(), data, _cfg(epochs=6), RuntimeCfg(), checkpoint_dir=tmp_path / "ck", fingerprint_extra={})
+    r = _train(_student(), BaselineLoss("mse"), data, _cfg(epochs=6), tmp_path / "ck")
     with torch.no_grad():
-        first = BaselineLoss()(_student(), data.noise, data.clean, torch.Generator())
+        first = BaselineLoss("mse")(_student(), data.noise, data.clean, torch.Generator())
     assert r.steps == 6 * 4
     assert r.final_loss < 0.7 * first.item()
 
 
 def test_resume_replays_the_uninterrupted_run(tmp_path):
     data = Pairs()
-    loss = LinesLoss()
-    full = train(_student(), loss, data, _cfg(), RuntimeCfg(), checkpoint_dir=tmp_path / "a", fingerprint_extra={})
+    loss = LinesLoss("mse", "uniform")
+    full = _train(_student(), loss, data, _cfg(), tmp_path / "a")
     # Stop after 5 steps (mid-epoch: 4 steps per epoch), then resume from that checkpoint.
     part = _cfg(checkpoint_every=5)
     with pytest.raises(KeyboardInterrupt):
@@ -68,8 +81,8 @@ def test_resume_replays_the_uninterrupted_run(tmp_path):
                 raise KeyboardInterrupt
             return loss(net, n, c, g)
 
-        train(_student(), stopping_loss, data, part, RuntimeCfg(), checkpoint_dir=tmp_path / "b", fingerprint_extra={})
-    resumed = train(_student(seed=1), loss, data, part, RuntimeCfg(), checkpoint_dir=tmp_path / "b", fingerprint_extra={})
+        _train(_student(), stopping_loss, data, part, tmp_path / "b")
+    resumed = _train(_student(seed=1), loss, data, part, tmp_path / "b")
     assert resumed.steps == full.steps == 12
     for p, q in zip(full.ema_model.parameters(), resumed.ema_model.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
@@ -81,17 +94,17 @@ def test_nan_loss_stops_and_keeps_checkpoint(tmp_path):
 
     def exploding(net, noise, clean, g):
         n["k"] += 1
-        out = BaselineLoss()(net, noise, clean, g)
+        out = BaselineLoss("mse")(net, noise, clean, g)
         return out * float("nan") if n["k"] == 4 else out
 
     with pytest.raises(TrainingDiverged, match="loss is nan at step 3"):
-        train(_student(), exploding, data, _cfg(checkpoint_every=2), RuntimeCfg(), checkpoint_dir=tmp_path / "ck", fingerprint_extra={})
+        _train(_student(), exploding, data, _cfg(checkpoint_every=2), tmp_path / "ck")
     assert '"step": 2' in (tmp_path / "ck" / "state.json").read_text()
 
 
 def test_pickle_payload_in_checkpoint_is_refused(tmp_path):
     data = Pairs()
-    train(_student(), BaselineLoss(), data, _cfg(epochs=1), RuntimeCfg(), checkpoint_dir=tmp_path / "ck", fingerprint_extra={})
+    _train(_student(), BaselineLoss("mse"), data, _cfg(epochs=1), tmp_path / "ck")
     marker = tmp_path / "pwned"
 
     class Payload:
@@ -100,7 +113,7 @@ def test_pickle_payload_in_checkpoint_is_refused(tmp_path):
 
     torch.save({"opt": Payload(), "sched": {}}, tmp_path / "ck" / "optimizer.pt")
     with pytest.raises(pickle.UnpicklingError):
-        train(_student(), BaselineLoss(), data, _cfg(epochs=1), RuntimeCfg(), checkpoint_dir=tmp_path / "ck", fingerprint_extra={})
+        _train(_student(), BaselineLoss("mse"), data, _cfg(epochs=1), tmp_path / "ck")
     assert not marker.exists()
 
 
@@ -119,17 +132,35 @@ def test_lines_input_lies_on_the_line():
             return type("O", (), {"sample": x})()
 
     n, c = torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4)
-    LinesLoss(t_scale=1000.0)(Spy(), n, c, torch.Generator().manual_seed(0))
+    LinesLoss("mse", "uniform")(LinesStudent(Spy(), "direct", t_scale=1000.0), n, c, torch.Generator().manual_seed(0))
     t = seen["t"] / 1000.0
     torch.testing.assert_close(seen["x"], t.view(-1, 1, 1, 1) * c + (1 - t.view(-1, 1, 1, 1)) * n)
-    BaselineLoss()(Spy(), n, c, torch.Generator())
+    BaselineLoss("mse")(LinesStudent(Spy(), "direct"), n, c, torch.Generator())
     assert torch.equal(seen["x"], n) and torch.all(seen["t"] == 0)
 
 
-@pytest.mark.parametrize("dist", ["uniform", "logit_normal", "beta"])
-def test_t_distributions_in_unit_interval(dist):
-    t = sample_t(10_000, dist, torch.Generator().manual_seed(0))
-    assert t.min() >= 0 and t.max() <= 1 and 0.45 < t.mean() < 0.55
+@pytest.mark.parametrize(
+    "dist, mean, frac_below_01",
+    # uniform: E t = 1/2, P(t < .1) = .1. logit-normal: P(t < .1) = Phi(logit .1) = Phi(-2.197) = .014.
+    # Beta(1/2, 1/2) (arcsine): P(t < .1) = (2/pi) asin(sqrt .1) = .205.
+    [("uniform", 0.5, 0.1), ("logit_normal", 0.5, 0.014), ("beta", 0.5, 0.205)],
+)
+def test_t_distributions_have_their_stated_shape(dist, mean, frac_below_01):
+    t = sample_t(100_000, dist, torch.Generator().manual_seed(0))
+    assert t.min() >= 0 and t.max() <= 1
+    assert abs(t.mean().item() - mean) < 0.005
+    assert abs((t < 0.1).float().mean().item() - frac_below_01) < 0.005
+
+
+def test_pseudo_huber_is_quadratic_near_zero_and_linear_far_away():
+    d = 3 * 4 * 4
+    c = 0.00054 * d**0.5
+    small, big = torch.full((2, 3, 4, 4), 1e-5), torch.full((2, 3, 4, 4), 10.0)
+    zero = torch.zeros(2, 3, 4, 4)
+    # sqrt(|r|^2 + c^2) - c: ~ |r|^2 / 2c for |r| << c, ~ |r| - c for |r| >> c.
+    torch.testing.assert_close(distance(small, zero, "huber"), torch.tensor(d * 1e-10 / (2 * c)), rtol=1e-3, atol=0)
+    torch.testing.assert_close(distance(big, zero, "huber"), torch.tensor(10.0 * d**0.5 - c), rtol=1e-5, atol=0)
+    assert distance(big, zero, "mse") == 100.0 and distance(big, zero, "l1") == 10.0
 
 
 def test_pd_grids_nest():
@@ -202,13 +233,11 @@ def test_ddp_two_processes_train_in_step(tmp_path):
     script.write_text(
         "import sys, torch\n"
         "sys.path.insert(0, %r)\n"
-        "from test_training import Pairs, _student, _cfg\n"
+        "from test_training import Pairs, _student, _cfg, _train\n"
         "from lines_model import runtime\n"
-        "from lines_model.config import RuntimeCfg\n"
         "from lines_model.losses import LinesLoss\n"
-        "from lines_model.training import train\n"
         "st = runtime.state()\n"
-        "r = train(_student(), LinesLoss(), Pairs(), _cfg(epochs=2), RuntimeCfg(), checkpoint_dir=sys.argv[1] + f'/ck{st.process_index}', fingerprint_extra={})\n"
+        "r = _train(_student(), LinesLoss('mse', 'uniform'), Pairs(), _cfg(epochs=2), sys.argv[1] + f'/ck{st.process_index}')\n"
         "torch.save({k: v for k, v in r.ema_model.state_dict().items()}, sys.argv[1] + f'/w{st.process_index}.pt')\n"
         "print('steps', r.steps)\n" % str(Path(__file__).parent)
     )

@@ -1,6 +1,8 @@
 """Measure a shapes teacher and record the figures next to it (quality.json, samples.png, loss.png).
 
-    python -m lines_model.teacher_quality --teacher teachers/shapes-ddpm
+    python -m tools.teacher_quality --teacher teachers/shapes-ddpm
+
+(from the repository root; an offline tool, not a pipeline stage).
 
 - shape confidence: the share of 1,000 DPM-Solver++ (20 steps) samples that the shipped feature
   network assigns a shape class with probability >= 0.9;
@@ -74,7 +76,7 @@ def measure(teacher_dir: str, feature_dir: str, n_fid: int = 2000, n_conf: int =
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.teacher_quality", description=__doc__.splitlines()[0])
     p.add_argument("--teacher", default="teachers/shapes-ddpm")
     p.add_argument("--features", default="teachers/shapes-features")
     args = p.parse_args(argv)

@@ -1,6 +1,8 @@
 """Train the shapes feature net (the FID feature extractor of the shapes data set).
 
-    python -m lines_model.feature_training --out teachers/shapes-features [--steps N --seed S]
+    python -m tools.train_features --out teachers/shapes-features [--steps N --seed S]
+
+(from the repository root). An offline tool: the pipeline only loads the net it made.
 
 Images are drawn from indices [0, train_images) of the shapes data set, every batch fresh; the
 net is evaluated on a disjoint held-out range (indices from `eval_offset`, `eval_images` of
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shlex
 import sys
 import time
@@ -28,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from lines_model import features, shapes
+from lines_model.optim import warmup_cosine
 from lines_model.typed import ConfigError, field, from_dict, to_dict
 
 
@@ -98,14 +100,7 @@ def train(cfg: FeatureTrainConfig, log=print) -> tuple[features.ShapesFeatureNet
     torch.manual_seed(cfg.seed)
     model = features.ShapesFeatureNet(image_size=shapes.SIZE, widths=cfg.widths, feature_dim=cfg.feature_dim)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-    def lr_at(step):  # linear warmup, then cosine decay to zero
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        p = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * p))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.warmup_steps, cfg.steps))
     rng = np.random.default_rng(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     losses: list[float] = []
@@ -184,7 +179,7 @@ Geometry mean absolute error (pixels, clean): {geo}.
 
 def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.train_features", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True, help="output folder, e.g. teachers/shapes-features")
     p.add_argument("--steps", type=int)
     p.add_argument("--seed", type=int)
@@ -194,7 +189,7 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int)
     args = p.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if k != "out" and v is not None}
-    cfg = from_dict(FeatureTrainConfig, overrides, "feature_training")
+    cfg = from_dict(FeatureTrainConfig, overrides, "train_features")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
 
@@ -217,7 +212,7 @@ def main(argv=None) -> None:
         "train_minutes": round(minutes, 2),
         "train_config": to_dict(cfg),
     }
-    command = "python -m lines_model.feature_training " + shlex.join(argv)
+    command = "python -m tools.train_features " + shlex.join(argv)
     features.save_feature_net(
         model,
         args.out,

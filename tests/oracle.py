@@ -4,6 +4,8 @@ For data x_0 ~ N(mu, s^2 I) and x_t = sqrt(ab) x_0 + sqrt(1 - ab) eps, x_t is Ga
 variance v_t = ab s^2 + 1 - ab, so E[eps | x_t] = sqrt(1 - ab) (x_t - sqrt(ab) mu) / v_t.
 The probability-flow ODE keeps the standardised coordinate (x_t - sqrt(ab) mu) / sqrt(v_t)
 fixed, so the endpoint of noise x_T started at time T is mu + s (x_T - sqrt(ab_T) mu) / sqrt(v_T).
+
+A test helper (tests/test_samplers.py, tests/test_training.py), not part of the pipeline.
 """
 
 from __future__ import annotations

@@ -1,19 +1,19 @@
 """Train the embedded DDPM teacher on the shapes data set (the diffusers unconditional recipe).
 
-    python -m lines_model.teacher_training --config teachers/shapes-ddpm/train_config.yaml --out teachers/shapes-ddpm
+    python -m tools.train_teacher --config teachers/configs/shapes-ddpm.yaml --out teachers/shapes-ddpm
 
-UNet2DModel + DDPMScheduler (1000 steps), AdamW with warmup and cosine decay, gradient clipping,
-EMA of the weights, bf16 autocast on GPU. The output folder is in the flat `save_pretrained`
-layout of `google/ddpm-cifar10-32` (config.json, diffusion_pytorch_model.safetensors,
-scheduler_config.json) and is rewritten atomically at every checkpoint, so an interrupted run
-still leaves a usable teacher.
+(from the repository root). An offline tool: the pipeline only loads the teacher it made.
+
+UNet2DModel + DDPMScheduler (1000 steps), AdamW with warmup and cosine decay to 10% of the peak,
+gradient clipping, EMA of the weights, bf16 autocast on GPU. The output folder is in the flat
+`save_pretrained` layout of `google/ddpm-cifar10-32` (config.json,
+diffusion_pytorch_model.safetensors, scheduler_config.json) and is rewritten atomically at every
+checkpoint, so an interrupted run still leaves a usable teacher.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,7 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from lines_model import atomic, shapes
+from lines_model.optim import ema_copy, warmup_cosine
 from lines_model.typed import field, from_dict, to_dict
 
 
@@ -98,8 +99,7 @@ def _target(scheduler: DDPMScheduler, clean, noise, t):
 
 
 def _save(out: Path, model: UNet2DModel, ema: EMAModel, scheduler, cfg, losses, step) -> None:
-    ema_model = copy.deepcopy(model)
-    ema.copy_to(ema_model.parameters())
+    ema_model = ema_copy(model, ema)
     with atomic.atomic_dir(out) as tmp:
         # Keep the provenance files that live beside the weights.
         for name in ("README.md", "samples.png", "quality.json"):
@@ -122,14 +122,8 @@ def train(cfg: TeacherTrainConfig, out: Path) -> None:
     model = build_unet(cfg)
     scheduler = build_scheduler(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-    def lr_at(step):  # linear warmup, then cosine decay to 10% of the peak
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        p = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    # Decay to 10% of the peak, not to 0 like the students: the shipped teacher was trained so.
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.warmup_steps, cfg.steps, floor=0.1))
     model, opt = accelerator.prepare(model, opt)
     ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=3 / 4)
     rng = np.random.default_rng(cfg.seed)
@@ -162,12 +156,12 @@ def train(cfg: TeacherTrainConfig, out: Path) -> None:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.train_teacher", description=__doc__.splitlines()[0])
     p.add_argument("--config", type=Path, help="YAML with TeacherTrainConfig keys (defaults if omitted)")
     p.add_argument("--out", type=Path, required=True, help="output folder (flat save_pretrained layout)")
     args = p.parse_args(argv)
     data = yaml.safe_load(args.config.read_text()) if args.config else {}
-    cfg = from_dict(TeacherTrainConfig, data, "teacher_training")
+    cfg = from_dict(TeacherTrainConfig, data, str(args.config) if args.config else "train_teacher")
     train(cfg, args.out)
 
 

@@ -1,0 +1,86 @@
+"""Section 3: how much faster a one-step student is than the teacher's pair sampler, on this machine.
+
+Teacher and student are timed interleaved (lines_model.timing.time_interleaved): round by round
+on the same noise, so that a load change on the machine affects both alike instead of the ratio.
+Every key carries the batch size it was measured at.
+"""
+
+from __future__ import annotations
+
+from benchmarks.common import ROOT, log
+
+
+def _student(teacher):
+    """The trained models/lines student when there is one, else the params.yaml student at random init
+    (speed does not depend on the weights)."""
+    import torch
+
+    from lines_model.config import load_params
+    from lines_model.students import build_student, load_student
+
+    if (ROOT / "models" / "lines" / "diffusion_pytorch_model.safetensors").exists():
+        student, _ = load_student(ROOT / "models" / "lines")
+        return student, "models/lines"
+    torch.manual_seed(0)
+    student = build_student(load_params(ROOT / "params.yaml").student, teacher.sample_shape).eval().requires_grad_(False)
+    return student, "params.yaml student, random init (models/lines not trained yet)"
+
+
+def bench_onestep(teacher, S: dict, r: dict | None = None, save=lambda: None) -> dict:
+    """Fills `r` (a new dict by default) batch by batch, calling `save()` after each; returns it."""
+    import torch
+
+    from lines_model.config import load_params
+    from lines_model.samplers import lines_sample, teacher_sampler
+    from lines_model.students import count_parameters
+    from lines_model.timing import time_interleaved
+
+    pc = load_params(ROOT / "params.yaml").pairs
+    student, source = _student(teacher)
+    sample = teacher_sampler(pc.sampler)
+    nfe = pc.steps
+    batches = sorted(S["onestep_batches"])
+    big = batches[-1]
+    r = {} if r is None else r
+    r.update({
+        "onestep_student": source,
+        "onestep_student_params": count_parameters(student),
+        "onestep_teacher_sampler": f"{pc.sampler}" + (f" order {pc.order}" if pc.sampler == "dpmsolver++" else "") + f", {nfe} steps",
+        "onestep_batches": batches,
+        "onestep_repeats": S["onestep_repeats"],
+        "onestep_ceiling_batch": big,
+    })
+    noise = torch.randn((big, *teacher.sample_shape), generator=torch.Generator().manual_seed(0))
+    for b in batches:
+        n = noise[:b]
+        log(f"one-step: batch {b}: teacher {r['onestep_teacher_sampler']} vs student 1 step, interleaved")
+        t = time_interleaved(
+            {
+                "teacher": lambda: sample(teacher.unet, teacher.scheduler_config, n, pc.steps, order=pc.order, lambda_min=pc.lambda_min),
+                "student": lambda: lines_sample(student, n, 1),
+            },
+            images_per_call=b, rounds=S["onestep_repeats"], warmup=1,
+        )
+        r[f"onestep_teacher_ms_per_image_b{b}"] = t["teacher"].ms_per_image
+        r[f"onestep_student_ms_per_image_b{b}"] = t["student"].ms_per_image
+        r[f"onestep_teacher_ms_per_image_iqr_b{b}"] = t["teacher"].ms_per_image_iqr
+        r[f"onestep_student_ms_per_image_iqr_b{b}"] = t["student"].ms_per_image_iqr
+        r[f"onestep_speedup_b{b}"] = t["teacher"].ms_per_image / t["student"].ms_per_image
+        save()
+
+    # Per-call ceiling at the largest batch: what the speedup would be if the teacher's sampler
+    # cost nothing but its network calls.
+    n = noise[:big]
+    tt = torch.full((), 500)
+    log(f"one-step: batch {big}: one teacher network call vs one student call, interleaved")
+    with torch.no_grad():
+        calls = time_interleaved(
+            {"teacher": lambda: teacher.unet(n, tt), "student": lambda: student(n, torch.zeros(()))},
+            images_per_call=big, rounds=max(3, S["onestep_repeats"]), warmup=1,
+        )
+    call_t, call_s = calls["teacher"].ms_per_image * big, calls["student"].ms_per_image * big
+    r[f"onestep_teacher_call_ms_b{big}"] = call_t
+    r[f"onestep_student_call_ms_b{big}"] = call_s
+    r[f"onestep_speedup_ceiling_b{big}"] = nfe * call_t / call_s
+    save()
+    return r

@@ -1,0 +1,80 @@
+"""Progressive distillation as a procedure: rounds of the shared training loop.
+
+Round by round, a student initialised from the current teacher learns to match two teacher DDIM
+steps with one (progressive.ProgressiveLoss), from pd.start_steps down to pd.end_steps. Every
+round's student is kept: `<out>/<N>step` is a diffusers folder whose scheduler config carries the
+student's prediction type. Finished rounds wait in a scratch folder keyed by what determines them,
+so a killed run resumes at the round it was in; they are removed once the output is written.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import shutil
+from pathlib import Path
+
+import torch
+
+from lines_model import atomic, pairs, progressive
+from lines_model.config import Params
+from lines_model.students import load_unet, save_student
+from lines_model.hashing import fingerprint
+from lines_model.training import train
+
+
+class CleanImages(torch.utils.data.Dataset):
+    """The teacher's images from the pairs, as the data distribution x of the distillation loss."""
+
+    def __init__(self, store: pairs.PairStore):
+        self.store = store
+
+    def __len__(self):
+        return len(self.store)
+
+    def __getitem__(self, i):
+        _, clean = self.store[i]
+        return clean, clean  # (unused, x): the loss draws its own eps
+
+
+def round_identity(params: Params, teacher_sha256: str, shards: dict, n: int) -> dict:
+    """What determines the student of the round that ends at n steps: not pd.end_steps (it only
+    says when to stop), nor the logging and checkpoint settings."""
+    train_cfg = {k: v for k, v in params.pd.result_identity().items() if k != "end_steps"}
+    return {"train": train_cfg, "teacher": teacher_sha256, "pairs": shards, "round": n}
+
+
+def distill(params: Params, teacher, *, pairs_dir: str | Path, out_dir: str | Path, scratch_dir: str | Path) -> None:
+    """Run every round and write each round's student to `out_dir/<N>step`."""
+    pd = params.pd
+    data = CleanImages(pairs.PairStore(pairs_dir))
+    sched_cfg = dict(teacher.scheduler_config)
+    student_sched_cfg = {**sched_cfg, "prediction_type": pd.prediction}
+    net, net_prediction = teacher.unet, sched_cfg["prediction_type"]
+    scratch, done = Path(scratch_dir), {}
+    for i, n in enumerate(pd.round_steps()):
+        fp = fingerprint(round_identity(params, teacher.sha256, data.store.manifest.shards, n))
+        folder = scratch / f"pd-{n}step-{fp}"
+        if (folder / "diffusion_pytorch_model.safetensors").exists():
+            print(f"round {2 * n} -> {n} steps: already done ({folder})")
+            student = load_unet(folder, next(net.parameters()).device)
+        else:
+            student = copy.deepcopy(net).float().train().requires_grad_(True)
+            loss = progressive.ProgressiveLoss(net.eval().requires_grad_(False), net_prediction, pd.prediction, sched_cfg, n, pd.loss)
+            result = train(
+                student, loss, data, dataclasses.replace(pd, seed=pd.seed + i), params.runtime, steps=pd.iters_per_round,
+                checkpoint_dir=f"{folder}.ckpt", fingerprint_extra={"round": fp}, desc=f"pd {2 * n}->{n}",
+            )
+            student = result.ema_model
+            sidecar = {"kind": "progressive", "steps": n, "teacher_steps": 2 * n, "final_loss": result.final_loss,
+                       "config": dataclasses.asdict(pd), "teacher": teacher.source}
+            save_student(student, folder, sidecar, student_sched_cfg)
+            shutil.rmtree(f"{folder}.ckpt", ignore_errors=True)
+        done[n] = folder
+        net, net_prediction = student, pd.prediction
+    with atomic.atomic_dir(out_dir) as tmp:
+        for n, folder in done.items():
+            shutil.copytree(folder, tmp / f"{n}step")
+    for folder in done.values():
+        shutil.rmtree(folder, ignore_errors=True)
+

@@ -1,0 +1,50 @@
+"""Write what evaluate measured: the metrics file, the per-generator table and the figures."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from lines_model import atomic, plots
+from lines_model.evaluation import to_unit
+
+SAMPLES_PER_GRID = 64
+
+
+def label(name: str, nfe: int) -> str:
+    """Row label of a generator: "teacher (22 NFE)", "teacher DDIM-16", "Lines 2-step", "PD 4-step"."""
+    if name == "teacher":
+        return f"teacher ({nfe} NFE)"
+    if m := re.fullmatch(r"teacher_ddim(\d+)", name):
+        return f"teacher DDIM-{m.group(1)}"
+    if m := re.fullmatch(r"(\w+?)_(\d+)step", name):
+        method = {"lines": "Lines", "pd": "PD"}.get(m.group(1), m.group(1))
+        return f"{method} {m.group(2)}-step"
+    return name
+
+
+def write(
+    metrics: dict[str, dict],
+    images: dict[str, torch.Tensor],
+    traj: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    ts,
+    *,
+    metrics_file: str | Path,
+    plots_dir: str | Path,
+    grid_columns: int,
+) -> None:
+    """metrics/evaluate.json-style file, and under `plots_dir`: generators.json (a table for `dvc
+    plots`), comparison.png (one row per generator, the same noise per column), fid_speedup.png,
+    trajectory.png and samples/<generator>.png."""
+    plots_dir = Path(plots_dir)
+    atomic.write_json(metrics_file, metrics)
+    atomic.write_json(plots_dir / "generators.json", [{"generator": n, **m} for n, m in metrics.items()])
+    rows = {label(n, m["nfe"]): images[n][:grid_columns] for n, m in metrics.items()}
+    plots.comparison_grid(rows, plots_dir / "comparison.png")
+    for name, x in images.items():
+        plots.save_grid(x[:SAMPLES_PER_GRID], plots_dir / "samples" / f"{name}.png", nrow=8)
+    plots.metric_bars(metrics, plots_dir / "fid_speedup.png")
+    inputs, preds, teacher = traj
+    plots.trajectory_figure(to_unit(inputs), to_unit(preds), to_unit(teacher), list(ts), plots_dir / "trajectory.png")
