@@ -3,8 +3,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUN := PATH=$(abspath $(BIN)):$$PATH
 
-.PHONY: install repro test bench clean-venv
+.PHONY: install repro test smoke-cifar compare bench clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,14 +15,24 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The embedded default pipeline (params.yaml).
 repro: $(STAMP)
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
+	$(RUN) $(BIN)/dvc repro
 
+# Unit tests and the end-to-end dvc runs on the micro profile (under 5 minutes once installed).
 test: $(STAMP)
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q
+	$(RUN) $(BIN)/python -m pytest -q
+
+# The CIFAR-10 profile as a real `dvc repro` at micro scale on the CPU (a few minutes).
+smoke-cifar: $(STAMP)
+	$(RUN) $(BIN)/python -m pytest -q -s -m smoke_cifar tests/test_smoke_cifar.py
+
+# Seed replicates of Lines vs the baseline (after `make repro`): metrics/compare.json.
+compare: $(STAMP)
+	$(RUN) $(BIN)/python -m lines_model.compare
 
 bench: $(STAMP)
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python benchmarks/run.py
+	$(RUN) $(BIN)/python benchmarks/run.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -92,10 +92,13 @@ class Features:
 
     def __init__(self, cfg: EvaluateCfg):
         self.cfg = cfg
+        shapes = cfg.feature_extractor == fidelity.SHAPES_EXTRACTOR
+        self.kwargs = {"feature_dir": cfg.feature_dir} if shapes else {"weights_path": cfg.feature_weights}
+        where = cfg.feature_dir if shapes else (cfg.feature_weights or "torch-fidelity's download")
+        print(f"features: {cfg.feature_extractor} ({where})", flush=True)
 
     def __call__(self, images01: torch.Tensor) -> torch.Tensor:
-        c = self.cfg
-        return fidelity.extract_features(images01, c.feature_extractor, feature_dir=c.feature_dir, weights_path=c.feature_weights)
+        return fidelity.extract_features(images01, self.cfg.feature_extractor, **self.kwargs)
 
     def metrics(self, gen: torch.Tensor, ref: torch.Tensor, suffix: str = "") -> dict[str, float]:
         c = self.cfg

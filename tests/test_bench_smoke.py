@@ -17,8 +17,8 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the benchmarks (and tools) import from the repository root
-    sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:  # `benchmarks` and `tools` import from the repository root; appended, so
+    sys.path.append(str(ROOT))  # that it does not change where lines_model is imported from
 
 from benchmarks import common, memory, run, sizes  # noqa: E402
 

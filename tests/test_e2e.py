@@ -1,4 +1,9 @@
-"""End to end: the real dvc commands on a micro profile in a temporary git repository."""
+"""End to end: the real dvc commands on the micro profile in a temporary git repository.
+
+The module fixture reproduces the pipeline once and commits it; every test starts from that
+commit and puts the workspace back (git checkout + dvc checkout) when it is done, so the tests
+do not depend on each other's order.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import MICRO_PARAMS, ROOT, make_tiny_teacher
+from conftest import ROOT, make_tiny_teacher, micro_params
+from lines_model.evaluation import METRIC_KEYS
+from tools.stage_deps import module_deps
 
 pytestmark = pytest.mark.e2e
-SCHEMA = ["teacher", "lines_1step", "lines_2step", "baseline_1step", "pd_1step", "pd_2step"]
-KEYS = ["nfe", "fid", "kid", "precision", "recall", "mse", "psnr", "ms_per_image", "speedup"]
+STAGES = {"teacher_pairs", "subset_50k", "train_lines", "train_baseline", "distill_progressive", "evaluate"}
+GENERATORS = ["teacher", "teacher_ddim4", "lines_1step", "lines_2step", "baseline_1step", "pd_2step", "pd_1step"]
+SCRIPTS = {"teacher_pairs": "teacher_pairs", "subset_50k": "subset", "train_lines": "train_lines", "train_baseline": "train_baseline",
+           "distill_progressive": "distill_progressive", "evaluate": "evaluate"}
 
 
 def sh(cwd: Path, *cmd: str, check: bool = True) -> str:
@@ -30,16 +39,27 @@ def ran(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
 
 
+def changed(repo: Path) -> set[str]:
+    """Stages `dvc status` reports as changed."""
+    status = json.loads(sh(repo, "dvc", "status", "--json"))
+    return {name.split(":")[-1] for name in status}
+
+
+def restore(repo: Path) -> None:
+    sh(repo, "git", "checkout", "--", ".")
+    sh(repo, "dvc", "checkout", "--quiet")
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     r = tmp_path_factory.mktemp("e2e")
     for name in ("lines_model", "stages"):
         shutil.copytree(ROOT / name, r / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", r)
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(ROOT / name, r)
     shutil.copytree(ROOT / "teachers" / "shapes-features", r / "teachers" / "shapes-features")
     make_tiny_teacher(r / "teachers" / "tiny")
-    (r / "params.yaml").write_text(MICRO_PARAMS)
-    (r / ".gitignore").write_text("/models/*.ckpt/\n__pycache__/\n")
+    (r / "params.yaml").write_text(micro_params())
     sh(r, "git", "init", "-q")
     sh(r, "git", "config", "user.email", "e2e@example.com")
     sh(r, "git", "config", "user.name", "e2e")
@@ -47,25 +67,28 @@ def repo(tmp_path_factory) -> Path:
     sh(r, "dvc", "config", "core.autostage", "true")
     sh(r, "git", "add", "-A")
     sh(r, "git", "commit", "-qm", "micro profile")
+    out = sh(r, "dvc", "repro")
+    assert ran(out) == STAGES
+    sh(r, "git", "add", "-A")
+    sh(r, "git", "commit", "-qm", "repro")
     return r
 
 
-def test_repro_writes_every_metric(repo):
-    out = sh(repo, "dvc", "repro")
-    assert ran(out) == {"teacher_pairs", "subset_50k", "train_lines", "train_baseline", "distill_progressive", "evaluate"}
+def test_repro_writes_every_metric_with_its_uncertainty(repo):
     metrics = json.loads((repo / "metrics" / "evaluate.json").read_text())
-    assert list(metrics) == SCHEMA
-    for name in SCHEMA:
-        assert list(metrics[name]) == KEYS
+    assert list(metrics) == GENERATORS
+    for name in GENERATORS:
+        assert list(metrics[name]) == list(METRIC_KEYS)
         assert all(math.isfinite(v) for v in metrics[name].values()), (name, metrics[name])
+        assert metrics[name]["fid_se"] > 0 and metrics[name]["ms_per_image_iqr"] >= 0
     assert metrics["teacher"]["speedup"] == 1.0
-    assert metrics["lines_2step"]["nfe"] == 2 and metrics["teacher"]["nfe"] == 4
-    for png in ("comparison.png", "trajectory.png", "fid_speedup.png", "samples/lines_1step.png"):
+    assert metrics["lines_2step"]["nfe"] == 2 and metrics["teacher"]["nfe"] == 4 and metrics["teacher_ddim4"]["nfe"] == 4
+    for png in ("comparison.png", "trajectory.png", "fid_speedup.png", "samples/lines_1step.png", "samples/teacher_ddim4.png"):
         assert (repo / "plots" / png).stat().st_size > 1000
     assert (repo / "models" / "lines" / "diffusion_pytorch_model.safetensors").exists()
+    assert sorted(p.name for p in (repo / "models" / "pd").iterdir()) == ["1step", "2step"]
     assert (repo / "dvclive" / "lines" / "plots" / "metrics" / "train" / "loss.tsv").exists()
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "repro")
+    assert not list((repo / "scratch").glob("*")), "finished stages leave no resumable state behind"
 
 
 def test_nothing_to_do_after_repro(repo):
@@ -73,26 +96,52 @@ def test_nothing_to_do_after_repro(repo):
     assert ran(sh(repo, "dvc", "repro")) == set()
 
 
+def test_a_module_edit_reruns_exactly_the_stages_that_import_it(repo):
+    for module in ("plots.py", "samplers.py"):
+        path = repo / "lines_model" / module
+        path.write_text(path.read_text() + "# a comment\n")
+        expected = {s for s, script in SCRIPTS.items() if f"lines_model/{module}" in module_deps(ROOT / "stages" / f"{script}.py")}
+        assert changed(repo) == expected, module
+        restore(repo)
+    assert "teacher_pairs" not in {s for s, script in SCRIPTS.items() if "lines_model/plots.py" in module_deps(ROOT / "stages" / f"{script}.py")}
+
+
+def test_experiment_round_trip_runs_nothing_and_reruns_succeed(repo):
+    for _ in range(2):  # the same experiment twice: from the run-cache or trained again, never an error
+        out = sh(repo, "dvc", "exp", "run", "-S", "train_lines.lr=0.0005")
+        assert ran(out) <= {"train_lines", "evaluate"}
+        assert "train_lines" in ran(out) or "Stage 'train_lines' is cached" in out
+    restore(repo)
+    assert changed(repo) == set()
+    assert ran(sh(repo, "dvc", "repro")) == set()
+
+
 def test_param_change_reruns_only_downstream(repo):
     out = sh(repo, "dvc", "exp", "run", "-S", "train_lines.lr=0.002")
     assert ran(out) == {"train_lines", "evaluate"}
-    # pairs.count feeds everything downstream of teacher_pairs.
-    out = sh(repo, "dvc", "exp", "run", "-S", "pairs.count=300")
-    assert ran(out) == {"teacher_pairs", "subset_50k", "train_lines", "train_baseline", "distill_progressive", "evaluate"}
+    restore(repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["pairs"]["count"] = 300
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert changed(repo) == STAGES  # pairs.count feeds everything
+    restore(repo)
 
 
 def test_metrics_and_plots_diff_between_commits(repo):
-    exps = sh(repo, "dvc", "exp", "show", "--csv")
-    assert "0.002" in exps
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["train_baseline"]["lr"] = 0.003
-    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert ran(sh(repo, "dvc", "repro")) == {"train_baseline", "evaluate"}
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "baseline lr 0.003")
-    diff = sh(repo, "dvc", "metrics", "diff", "HEAD~1", "--json")
-    changed = json.loads(diff)["metrics/evaluate.json"]
-    assert "baseline_1step.mse" in changed
-    assert "teacher.mse" not in changed or changed["teacher.mse"].get("diff", 0) == 0
-    out = sh(repo, "dvc", "plots", "diff", "HEAD~1", "-o", "plots_diff", "--json")
-    assert (repo / "plots_diff").exists() or "comparison.png" in out
+    try:
+        changed_metrics = json.loads(sh(repo, "dvc", "metrics", "diff", "HEAD~1", "--json"))["metrics/evaluate.json"]
+        assert changed_metrics["baseline_1step.mse"]["diff"] != 0
+        assert "teacher.mse" not in changed_metrics  # the teacher did not change: no diff to report
+        sh(repo, "dvc", "plots", "diff", "HEAD~1", "-o", "plots_diff")
+        html = (repo / "plots_diff" / "index.html").read_text()
+        assert html.index("comparison.png") < html.index("trajectory.png")  # the headline comes first
+    finally:
+        sh(repo, "git", "reset", "-q", "--hard", "HEAD~1")
+        sh(repo, "dvc", "checkout", "--quiet")
+        shutil.rmtree(repo / "plots_diff", ignore_errors=True)

@@ -1,6 +1,7 @@
 """The lines_model modules each stage script imports, transitively: what dvc.yaml must list.
 
     python -m tools.stage_deps            # print the deps list of every stage script
+    python -m tools.stage_deps --write    # rewrite the lines_model/ deps of every stage in dvc.yaml
 
 A stage depends on the code it runs and nothing else, so an edit to a figure module reruns
 evaluate but never teacher_pairs. tests/test_stage_deps.py keeps dvc.yaml equal to this.
@@ -9,8 +10,11 @@ evaluate but never teacher_pairs. tests/test_stage_deps.py keeps dvc.yaml equal 
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "lines_model"
@@ -57,12 +61,38 @@ def module_deps(script: Path) -> list[str]:
     return sorted(str(p.relative_to(ROOT)) for p in seen)
 
 
+def declared(script: Path) -> list[str]:
+    """What dvc.yaml lists for `script` (the empty package marker is left out)."""
+    return [d for d in module_deps(script) if d != f"{PACKAGE}/__init__.py"]
+
+
+def write_dvc_yaml(path: Path) -> None:
+    """Replace each stage's run of `- lines_model/...` deps with `declared(script)`, keeping the rest."""
+    text = path.read_text()
+    stages = yaml.safe_load(text)["stages"]
+    out, stage = [], None
+    for line in text.splitlines(keepends=True):
+        if m := re.match(r"^  (\w+):\s*$", line):
+            stage = m.group(1) if m.group(1) in stages else stage
+        if re.match(rf"^\s+- {PACKAGE}/", line):
+            continue
+        out.append(line)
+        if stage and re.match(rf"^\s+- stages/\w+\.py\s*$", line):
+            indent = line[: len(line) - len(line.lstrip())]
+            script = ROOT / re.search(r"python (stages/\w+\.py)", stages[stage]["cmd"]).group(1)
+            out.extend(f"{indent}- {d}\n" for d in declared(script))
+    path.write_text("".join(out))
+
+
 def main() -> None:
+    if "--write" in sys.argv[1:]:
+        write_dvc_yaml(ROOT / "dvc.yaml")
+        print("dvc.yaml: stage deps rewritten")
+        return
     for script in sorted((ROOT / "stages").glob("*.py")):
         print(f"{script.relative_to(ROOT)}:")
-        for d in module_deps(script):
+        for d in declared(script):
             print(f"  - {d}")
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,127 @@
+"""Seed replicates of the Lines-versus-baseline comparison (`make compare`).
+
+    python -m lines_model.compare [--seeds 0 1 2] [-o metrics/compare.json]
+
+Trains both students once per seed (train_lines.seed = train_baseline.seed = s: initial noise
+of a random init, data order, Lines' t) on the pipeline's pairs, evaluates Lines 1-step, Lines
+2-step and the baseline on the held-out set as the evaluate stage does, and writes, per generator
+and metric, the mean over seeds and its standard error (sample std / sqrt(seeds)). The seed that
+params.yaml already uses is not trained again: the pipeline's own students are that replicate.
+The printed table gives Lines minus baseline per metric, paired by seed, with its standard error.
+Run it after `dvc repro` (it reads data/ and models/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from lines_model import atomic, evaluation, pairs, runtime, samplers
+from lines_model.config import Params, load_params
+from lines_model.errors import ConfigError, PairsError, TeacherError, TrainingDiverged
+from lines_model.student_training import train_student
+from lines_model.students import load_student
+from lines_model.teachers import load_teacher
+
+COMPARED = ("lines_1step", "lines_2step", "baseline_1step")
+METRICS = ("fid", "kid", "precision", "recall", "mse")
+PAIRED = (("lines_1step", "baseline_1step"), ("lines_2step", "baseline_1step"))
+
+
+def replicate(params: Params, seed: int, work: Path, *, models: Path, data: Path) -> dict[str, dict[str, float]]:
+    """Metrics of the compared generators for students trained with `seed`."""
+    if seed == params.train_lines.seed == params.train_baseline.seed:
+        lines_dir, base_dir = models / "lines", models / "baseline"
+    else:
+        p = dataclasses.replace(
+            params,
+            train_lines=dataclasses.replace(params.train_lines, seed=seed),
+            train_baseline=dataclasses.replace(params.train_baseline, seed=seed),
+        )
+        teacher = load_teacher(p.teacher.model, p.teacher.revision) if p.student.init == "teacher" else None
+        lines_dir, base_dir = work / f"seed-{seed}" / "lines", work / f"seed-{seed}" / "baseline"
+        common = dict(pairs_dir=data / "pairs", heldout_dir=data / "heldout", scratch_dir=work / "scratch", teacher=teacher)
+        for kind, out in (("lines", lines_dir), ("baseline", base_dir)):
+            if not (out / "lines_model.json").exists():
+                train_student(p, kind, out_dir=out, live_dir=work / f"seed-{seed}" / f"dvclive-{kind}",
+                              subset_file=data / "subset.json" if kind == "lines" else None, **common)
+    e = params.evaluate
+    noise, teacher_images, reference = pairs.PairStore(data / "heldout").split(e.count, e.reference)
+    lines, _ = load_student(lines_dir)
+    base, _ = load_student(base_dir)
+    gens = {"lines_1step": lambda n: samplers.lines_sample(lines, n, 1), "lines_2step": lambda n: samplers.lines_sample(lines, n, 2),
+            "baseline_1step": lambda n: samplers.lines_sample(base, n, 1)}
+    feats = evaluation.Features(e)
+    ref_f = feats(evaluation.to_unit(reference))
+    teacher01 = evaluation.to_unit(teacher_images)
+    out = {}
+    for name, fn in gens.items():
+        x = evaluation.generate(evaluation.GeneratorSpec(name, 0, fn), noise, e.batch_size)
+        m = feats.metrics(feats(x), ref_f)
+        out[name] = {k: m[k] for k in METRICS if k != "mse"} | {"mse": (x - teacher01).pow(2).mean().item()}
+    return out
+
+
+def mean_se(values: list[float]) -> dict[str, float]:
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "se": float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan")}
+
+
+def summarise(seeds: list[int], runs: list[dict]) -> dict:
+    out: dict = {"seeds": seeds}
+    for g in COMPARED:
+        out[g] = {k: mean_se([r[g][k] for r in runs]) for k in METRICS}
+    out["difference"] = {f"{a}-{b}": {k: mean_se([r[a][k] - r[b][k] for r in runs]) for k in METRICS} for a, b in PAIRED}
+    return out
+
+
+def table(summary: dict) -> str:
+    """Per metric: each generator's mean +- se, and Lines minus baseline (paired by seed) +- se."""
+    lines = [f"{len(summary['seeds'])} seeds {summary['seeds']}; mean +- standard error over seeds",
+             f"{'metric':<10}" + "".join(f"{g:>24}" for g in COMPARED) + "".join(f"{k.split('-')[0] + ' - base':>28}" for k in summary["difference"])]
+    for k in METRICS:
+        row = f"{k:<10}" + "".join(f"{summary[g][k]['mean']:>14.4g} +- {summary[g][k]['se']:<6.2g}" for g in COMPARED)
+        for d in summary["difference"].values():
+            m, se = d[k]["mean"], d[k]["se"]
+            flag = "  *" if abs(m) > 2 * se else "   "
+            row += f"{m:>16.4g} +- {se:<6.2g}{flag}"
+        lines.append(row)
+    lines.append("* the difference exceeds two standard errors; otherwise it is within seed noise")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--params", type=Path, default=Path("params.yaml"))
+    p.add_argument("-o", "--out", type=Path, default=Path("metrics/compare.json"))
+    p.add_argument("--work", type=Path, default=Path("scratch/compare"), help="students of the extra seeds (kept for reruns)")
+    args = p.parse_args(argv)
+    if len(set(args.seeds)) < 2:
+        p.error("--seeds: at least two distinct seeds are needed for a standard error")
+    try:
+        params = load_params(args.params)
+        runtime.set_threads(params.runtime)
+        runs = []
+        for s in args.seeds:
+            print(f"compare: seed {s}", flush=True)
+            runs.append(replicate(params, s, args.work, models=Path("models"), data=Path("data")))
+    except (ConfigError, PairsError, TeacherError, FileNotFoundError, TrainingDiverged) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    summary = summarise(list(args.seeds), runs)
+    summary["runs"] = dict(zip(map(str, args.seeds), runs))
+    atomic.write_json(args.out, summary)
+    shutil.rmtree(args.work / "scratch", ignore_errors=True)
+    print(table(summary))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Wall-clock time per image of several generators, measured so that a comparison between them holds.
+
+Timing each generator in its own block lets slow drift (clock boost, thermal throttling, another
+job on the machine, caches warmed by whatever ran before) land on one of them only.
+`time_interleaved` instead calls every function once per round, rotating the order each round so
+that each takes every position (first after the previous round, last, ...) equally often, and
+reports per function the median over rounds (robust to a few disturbed rounds) and the
+interquartile range (how much to trust a difference).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Timing:
+    ms_per_image: float  # median over rounds of (call time / images_per_call)
+    ms_per_image_iqr: float  # interquartile range of the same per-round values
+    rounds: int
+
+
+def _default_sync() -> Callable[[], None]:
+    # CUDA kernels run asynchronously: without a synchronize the clock would stop at the launch.
+    return torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+
+
+def time_interleaved(
+    fns: Mapping[str, Callable[[], object]],
+    *,
+    images_per_call: int,
+    rounds: int,
+    warmup: int = 2,
+    sync: Callable[[], None] | None = None,
+) -> dict[str, Timing]:
+    """Time each of `fns` (name -> function of no arguments making `images_per_call` images).
+
+    First `warmup` untimed calls of every function (compilation, allocator and cache warm-up),
+    then `rounds` rounds calling each function once, in the mapping's order rotated by one more
+    place each round. `sync` (default: torch.cuda.synchronize when CUDA is available, else
+    nothing) runs after every call, before the clock is read. Returns name -> `Timing`, in the
+    order of `fns`.
+    """
+    if not isinstance(fns, Mapping) or not fns:
+        raise ValueError(f"fns: expected a non-empty mapping of name -> function, got {fns!r}")
+    for name, fn in fns.items():
+        if not callable(fn):
+            raise ValueError(f"fns: {name!r} is not callable: {fn!r}")
+    if isinstance(images_per_call, bool) or not isinstance(images_per_call, int) or images_per_call < 1:
+        raise ValueError(f"images_per_call: must be a positive integer, got {images_per_call!r}")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds: must be a positive integer, got {rounds!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup: must be a non-negative integer, got {warmup!r}")
+    sync = _default_sync() if sync is None else sync
+
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    sync()
+    ms = {name: [] for name in names}
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            t0 = time.perf_counter()
+            fns[name]()
+            sync()
+            ms[name].append((time.perf_counter() - t0) * 1000 / images_per_call)
+    out = {}
+    for name in names:
+        q1, median, q3 = np.percentile(ms[name], [25, 50, 75])
+        out[name] = Timing(ms_per_image=float(median), ms_per_image_iqr=float(q3 - q1), rounds=rounds)
+    return out

@@ -1,0 +1,58 @@
+"""dvc.yaml lists, for every stage, exactly the lines_model modules its script imports (transitively)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from tools.stage_deps import module_deps
+
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def _script(stage: dict) -> Path:
+    return ROOT / re.fullmatch(r"python (stages/\w+\.py)", stage["cmd"]).group(1)
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_deps_are_the_modules_its_script_imports(name):
+    stage = STAGES[name]
+    declared = {d for d in stage["deps"] if isinstance(d, str) and d.startswith("lines_model/")}
+    imported = set(module_deps(_script(stage))) - {"lines_model/__init__.py"}  # empty package marker
+    assert declared == imported, f"dvc.yaml {name}: missing {sorted(imported - declared)}, extra {sorted(declared - imported)}"
+    assert str(_script(stage).relative_to(ROOT)) in stage["deps"]
+    assert "lines_model" not in stage["deps"], "a stage depends on modules, never the whole package"
+
+
+def test_offline_tools_are_no_stage_dependency():
+    for name, stage in STAGES.items():
+        for d in stage["deps"]:
+            assert not str(d).startswith(("tools", "benchmarks", "tests")), (name, d)
+    pkg = {p.name for p in (ROOT / "lines_model").glob("*.py")}
+    assert not pkg & {"teacher_training.py", "feature_training.py", "teacher_quality.py", "oracle.py"}
+
+
+def test_figure_and_metric_modules_leave_the_pairs_alone():
+    pairs_deps = set(module_deps(_script(STAGES["teacher_pairs"])))
+    for module in ("plots.py", "report.py", "evaluation.py", "fidelity.py", "features.py", "students.py", "training.py"):
+        assert f"lines_model/{module}" not in pairs_deps
+
+
+def test_the_import_walk_sees_lazy_and_relative_imports(tmp_path, monkeypatch):
+    import tools.stage_deps as sd
+
+    pkg = tmp_path / "lines_model"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from .b import x\n")
+    (pkg / "b.py").write_text("def f():\n    from lines_model import c\nx = 1\n")
+    (pkg / "c.py").write_text("import os\n")
+    (pkg / "d.py").write_text("")
+    script = tmp_path / "s.py"
+    script.write_text("import lines_model.a\n")
+    monkeypatch.setattr(sd, "ROOT", tmp_path)
+    assert sd.module_deps(script) == ["lines_model/__init__.py", "lines_model/a.py", "lines_model/b.py", "lines_model/c.py"]

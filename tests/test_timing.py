@@ -1,0 +1,60 @@
+"""lines_model.timing: interleaved, rotated timing rounds."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from lines_model.timing import Timing, time_interleaved
+
+
+def _sleeper(ms: float):
+    return lambda: time.sleep(ms / 1000)
+
+
+def test_medians_of_known_sleeps_are_close_and_ordered():
+    out = time_interleaved({"fast": _sleeper(2), "slow": _sleeper(6)}, images_per_call=2, rounds=15, warmup=1,
+                           sync=lambda: None)
+    assert list(out) == ["fast", "slow"]
+    fast, slow = out["fast"], out["slow"]
+    assert isinstance(fast, Timing) and fast.rounds == 15
+    # sleep never returns early; the allowance is for a loaded 2-core machine.
+    assert 1.0 <= fast.ms_per_image < 1.0 + 1.5, fast
+    assert 3.0 <= slow.ms_per_image < 3.0 + 1.5, slow
+    assert slow.ms_per_image > 2 * fast.ms_per_image
+    assert fast.ms_per_image_iqr >= 0 and slow.ms_per_image_iqr >= 0
+
+
+def test_warmup_then_rounds_in_rotated_order_with_a_sync_after_each_call():
+    log = []
+    fns = {name: (lambda name=name: log.append(name)) for name in "abc"}
+    out = time_interleaved(fns, images_per_call=1, rounds=4, warmup=1, sync=lambda: log.append("sync"))
+    calls = [x for x in log if x != "sync"]
+    assert calls == list("abc" "abc" "bca" "cab" "abc")  # warm-up, then rounds rotated by one each
+    # One sync after the warm-up, then one after every timed call (before the clock is read).
+    assert log[:4] == ["a", "b", "c", "sync"]
+    assert log[4:] == [x for name in "abcbcacababc" for x in (name, "sync")]
+    assert all(t.rounds == 4 and t.ms_per_image_iqr >= 0 for t in out.values())
+
+
+def test_single_round_has_zero_iqr():
+    out = time_interleaved({"x": lambda: None}, images_per_call=3, rounds=1, warmup=0, sync=lambda: None)
+    assert out["x"].ms_per_image_iqr == 0.0 and out["x"].ms_per_image >= 0.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, arg",
+    [
+        (dict(fns={}), "fns"),
+        (dict(fns={"x": 3}), "fns"),
+        (dict(images_per_call=0), "images_per_call"),
+        (dict(images_per_call=1.5), "images_per_call"),
+        (dict(rounds=0), "rounds"),
+        (dict(warmup=-1), "warmup"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, arg):
+    args = dict(fns={"x": lambda: None}, images_per_call=1, rounds=2, sync=lambda: None) | kwargs
+    with pytest.raises(ValueError, match=arg):
+        time_interleaved(**args)
