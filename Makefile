@@ -29,7 +29,7 @@ smoke-cifar: $(STAMP)
 
 # Seed replicates of Lines vs the baseline (after `make repro`): metrics/compare.json.
 compare: $(STAMP)
-	$(RUN) $(BIN)/python -m lines_model.compare
+	$(RUN) $(BIN)/python -m tools.compare
 
 bench: $(STAMP)
 	$(RUN) $(BIN)/python benchmarks/run.py

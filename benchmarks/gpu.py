@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -18,12 +19,13 @@ from benchmarks.common import BENCH_SEED, BENCH_STREAM, ROOT, log, timed_once
 from benchmarks.original import original_loop
 
 
-def _cifar_student_cfg():
-    """The student of profiles/cifar10.yaml (about 10M parameters, as the original's ~9M net)."""
+def _cifar_params():
+    """params.yaml with profiles/cifar10.yaml merged on top: its student (about 10M parameters, as the
+    original's ~9M net), its train_lines section and the runtime section."""
     from lines_model.config import parse_params
     from lines_model.profile import merged_params
 
-    return parse_params(merged_params(ROOT / "profiles" / "cifar10.yaml", ROOT / "params.yaml")).student
+    return parse_params(merged_params(ROOT / "profiles" / "cifar10.yaml", ROOT / "params.yaml"))
 
 
 def bench_gpu(S: dict, r: dict | None = None, save=lambda: None, device: str = "cuda") -> dict:
@@ -34,9 +36,9 @@ def bench_gpu(S: dict, r: dict | None = None, save=lambda: None, device: str = "
     from diffusers import DDPMScheduler, UNet2DModel
 
     from lines_model import runtime
-    from lines_model.config import RuntimeCfg
     from lines_model.samplers import ddim, dpmsolver_pp, lines_sample
-    from lines_model.students import build_student, count_parameters
+    from lines_model.students import count_parameters, init_student
+    from lines_model.teachers import Teacher
     from lines_model.timing import time_interleaved
     from tools.random_teacher import CIFAR10_SCHEDULER_CONFIG, CIFAR10_UNET_CONFIG
 
@@ -48,8 +50,11 @@ def bench_gpu(S: dict, r: dict | None = None, save=lambda: None, device: str = "
     torch.manual_seed(0)
     unet = UNet2DModel(**CIFAR10_UNET_CONFIG).to(dev).eval().requires_grad_(False)
     cfg = dict(DDPMScheduler(**CIFAR10_SCHEDULER_CONFIG).config)
-    scfg = _cifar_student_cfg()
-    student = build_student(scfg, (3, 32, 32)).to(dev).eval().requires_grad_(False)
+    params = _cifar_params()
+    # The teacher as the library sees it: what student.init "teacher" copies (init "random" ignores it).
+    random_teacher = Teacher(unet=unet, scheduler_config=cfg, source="random-init", folder=Path("random-init"), sha256="0" * 64)
+    student = init_student(params.student, (3, 32, 32), teacher=random_teacher).to(dev).eval().requires_grad_(False)
+    inference = dataclasses.replace(params.runtime, compile=False)
     B, b_small = S["gpu_batch"], S["gpu_small_batch"]
     ddim_steps, dpm_steps, order = S["gpu_ddim_steps"], S["gpu_dpm_steps"], S["gpu_dpm_order"]
     dpm = f"dpmsolver{dpm_steps}"
@@ -58,7 +63,7 @@ def bench_gpu(S: dict, r: dict | None = None, save=lambda: None, device: str = "
         "torch": torch.__version__,
         "teacher": "random-init google/ddpm-cifar10-32 architecture (CIFAR10_UNET_CONFIG)",
         "teacher_params": count_parameters(unet),
-        "student": "profiles/cifar10.yaml student, random init",
+        "student": "profiles/cifar10.yaml student, " + ("random init" if params.student.init == "random" else "untrained copy of the teacher"),
         "student_params": count_parameters(student),
         "batch": B,
         "small_batch": b_small,
@@ -99,8 +104,8 @@ def bench_gpu(S: dict, r: dict | None = None, save=lambda: None, device: str = "
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    teacher = runtime.prepare_inference(copy.deepcopy(unet), dev, RuntimeCfg())  # channels_last on CUDA
-    student = runtime.prepare_inference(student, dev, RuntimeCfg())
+    teacher = runtime.prepare_inference(copy.deepcopy(unet), dev, inference)  # channels_last on CUDA
+    student = runtime.prepare_inference(student, dev, inference)
     log(f"gpu: teacher DDIM {ddim_steps} steps, batch {B}")
     r[f"pairs_per_s_ddim{ddim_steps}"] = B * 1000 / ms_per_call({"t": (ddim, teacher, ddim_steps)}, noise, S["gpu_ddim_repeats"])["t"]
     log(f"gpu: teacher DPM-Solver++ order {order}, {dpm_steps} steps, batch {B}")
@@ -112,7 +117,7 @@ def bench_gpu(S: dict, r: dict | None = None, save=lambda: None, device: str = "
         _generate(teacher, cfg, tmp, S, r, bf16, sync)
         save()
         log(f"gpu: training the student through training.train, batch {B}")
-        r["train_samples_per_s"] = _train_rate(scfg, tmp, S, False, sync)
+        r["train_samples_per_s"] = _train_rate(params, random_teacher, tmp, S, False, sync)
         r["train_steps_timed"] = 2 * S["gpu_train_steps"]
         save()
 
@@ -130,10 +135,10 @@ def bench_gpu(S: dict, r: dict | None = None, save=lambda: None, device: str = "
         if cuda and S["gpu_compile"]:  # runtime.compile: true; last, as compilation takes minutes
             try:
                 log("gpu: torch.compile: teacher DPM-Solver++ and training")
-                compiled = runtime.prepare_inference(unet, dev, RuntimeCfg(compile=True))
+                compiled = runtime.prepare_inference(unet, dev, dataclasses.replace(params.runtime, compile=True))
                 r[f"pairs_per_s_{dpm}_compiled"] = B * 1000 / ms_per_call({"t": (dpmsolver_pp, compiled, dpm_steps)}, noise, S["gpu_dpm_repeats"])["t"]
                 save()
-                r["train_samples_per_s_compiled"] = _train_rate(scfg, tmp, S, True, sync)
+                r["train_samples_per_s_compiled"] = _train_rate(params, random_teacher, tmp, S, True, sync)
             except Exception as e:  # a compiler failure is a finding, not a reason to lose the rest
                 r["compile_error"] = f"{type(e).__name__}: {e}"[:500]
             save()
@@ -162,20 +167,20 @@ def _generate(teacher_unet, cfg: dict, tmp: Path, S: dict, r: dict, autocast, sy
     r["pairs_speedup_vs_original"] = r["pairs_per_s_generate"] / r[f"pairs_per_s_original_ddim{S['gpu_ddim_steps']}_fp32"]
 
 
-def _train_rate(scfg, tmp: Path, S: dict, compile_: bool, sync) -> float:
-    """Samples per second of the training loop the stages use (Accelerate bf16, fused AdamW,
-    channels_last, pinned memory) on tmp/pairs read back through PairStore: 2 epochs timed by
-    wall clock after epoch 0, the warm-up (and compilation)."""
+def _train_rate(params, teacher, tmp: Path, S: dict, compile_: bool, sync) -> float:
+    """Samples per second of the training loop the stages use (Accelerate mixed precision per
+    `runtime`, fused AdamW, channels_last, pinned memory) with the Lines loss of the CIFAR-10
+    profile's train_lines on tmp/pairs read back through PairStore: 2 epochs timed by wall clock
+    after epoch 0, the warm-up (and compilation)."""
     import torch
 
-    from lines_model.config import RuntimeCfg, TrainCfg
     from lines_model.losses import LinesLoss
     from lines_model.pairs import PairStore
-    from lines_model.students import build_student
+    from lines_model.students import init_student
     from lines_model.training import train
 
     torch.manual_seed(0)
-    net = build_student(scfg, (3, 32, 32))
+    net = init_student(params.student, (3, 32, 32), teacher=teacher)
     stamps: list[float] = []
 
     def on_epoch_end(epoch, _model):
@@ -184,9 +189,12 @@ def _train_rate(scfg, tmp: Path, S: dict, compile_: bool, sync) -> float:
         stamps.append(time.perf_counter())
 
     B = S["gpu_batch"]
-    tcfg = TrainCfg(lr=1e-4, epochs=3, batch_size=B, warmup_steps=10, num_workers=S["gpu_num_workers"],
-                    log_every=10**6, checkpoint_every=10**6)
-    train(net, LinesLoss(), PairStore(tmp / "pairs"), tcfg, RuntimeCfg(compile=compile_),
+    # The profile's train_lines (lr 1e-4, ...) with the benchmark's batch, a short warm-up, its loader
+    # workers, and no logging or checkpoints inside the run.
+    tcfg = dataclasses.replace(params.train_lines, batch_size=B, warmup_steps=10, num_workers=S["gpu_num_workers"],
+                               log_every=10**6, checkpoint_every=10**6)
+    train(net, LinesLoss(tcfg.loss, tcfg.t_dist), PairStore(tmp / "pairs"), tcfg,
+          dataclasses.replace(params.runtime, compile=compile_), epochs=3,
           checkpoint_dir=tmp / f"ckpt-{compile_}", fingerprint_extra={}, on_epoch_end=on_epoch_end,
           desc="gpu train" + (" (compiled)" if compile_ else ""))
     return 2 * B * S["gpu_train_steps"] / (stamps[2] - stamps[0])

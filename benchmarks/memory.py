@@ -8,13 +8,14 @@ its own: the larger of the child's VmHWM and the parent's sampling of the child'
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
 import time
 from pathlib import Path
 
-from benchmarks.common import log, reset_peak_rss, run_child, vm_hwm_mb, vm_rss_mb
+from benchmarks.common import ROOT, log, reset_peak_rss, run_child, vm_hwm_mb, vm_rss_mb
 
 # --------------------------------------------------------------------------------------------
 # Children (run in fresh processes)
@@ -32,22 +33,25 @@ def child_train_mem(argv: list[str]) -> None:
     p.add_argument("--result", required=True)
     a = p.parse_args(argv)
     import torch
-    import torch.nn.functional as F
 
     if a.threads:
         torch.set_num_threads(a.threads)
-    from diffusers import UNet2DModel
-
+    from lines_model.config import load_params
+    from lines_model.losses import LinesLoss
     from lines_model.pairs import PairStore
+    from lines_model.students import init_student
     from lines_model.training import EpochSampler
 
-    torch.manual_seed(0)
-    store = PairStore(a.pairs)
-    c, h, _ = store.manifest.sample_shape
-    model = UNet2DModel(
-        sample_size=h, in_channels=c, out_channels=c, block_out_channels=(16, 32), layers_per_block=1,
+    params = load_params(ROOT / "params.yaml")
+    # The params.yaml student (its t_scale included), shrunk to a tiny random-init UNet: the point is the data path.
+    scfg = dataclasses.replace(
+        params.student, init="random", block_out_channels=(16, 32), layers_per_block=1,
         down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=8,
     )
+    loss_fn = LinesLoss(params.train_lines.loss, params.train_lines.t_dist)
+    store = PairStore(a.pairs)
+    torch.manual_seed(0)
+    model = init_student(scfg, tuple(store.manifest.sample_shape))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     loader = torch.utils.data.DataLoader(store, batch_size=a.batch, sampler=EpochSampler(len(store), seed=0), num_workers=0)
     rss_setup = vm_rss_mb()
@@ -61,15 +65,13 @@ def child_train_mem(argv: list[str]) -> None:
         if batches < a.train_steps:
             # One optimizer step on the whole batch, its gradient accumulated over micro-batches: the
             # same update, with CPU activation memory of a micro-batch (on a GPU they are not in RSS).
+            # Each micro-batch's mean loss is weighted by its share of the batch: the gradient of the batch mean.
             ts = time.perf_counter()
             g = torch.Generator().manual_seed(batches)
-            t = torch.rand(len(noise_b), generator=g)
             for i in range(0, len(noise_b), a.microbatch):
                 sl = slice(i, i + a.microbatch)
-                tt = t[sl].view(-1, 1, 1, 1)
-                x = tt * clean_b[sl] + (1 - tt) * noise_b[sl]
-                loss = F.mse_loss(model(x, t[sl] * 999).sample, clean_b[sl], reduction="sum") / clean_b.numel()
-                loss.backward()
+                share = len(noise_b[sl]) / len(noise_b)
+                (loss_fn(model, noise_b[sl], clean_b[sl], g) * share).backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
             train_s += time.perf_counter() - ts

@@ -11,19 +11,22 @@ from benchmarks.common import ROOT, log
 
 
 def _student(teacher):
-    """The trained models/lines student when there is one, else the params.yaml student at random init
-    (speed does not depend on the weights)."""
+    """The trained models/lines student (a students.LinesStudent) when there is one, else the
+    params.yaml student untrained: `student.init` random (seeded) or a copy of the teacher (speed
+    does not depend on the weights)."""
     import torch
 
     from lines_model.config import load_params
-    from lines_model.students import build_student, load_student
+    from lines_model.students import init_student, load_student
 
     if (ROOT / "models" / "lines" / "diffusion_pytorch_model.safetensors").exists():
         student, _ = load_student(ROOT / "models" / "lines")
         return student, "models/lines"
+    cfg = load_params(ROOT / "params.yaml").student
     torch.manual_seed(0)
-    student = build_student(load_params(ROOT / "params.yaml").student, teacher.sample_shape).eval().requires_grad_(False)
-    return student, "params.yaml student, random init (models/lines not trained yet)"
+    student = init_student(cfg, teacher.sample_shape, teacher=teacher).eval().requires_grad_(False)
+    how = "random init" if cfg.init == "random" else "untrained copy of the teacher"
+    return student, f"params.yaml student, {how} (models/lines not trained yet)"
 
 
 def bench_onestep(teacher, S: dict, r: dict | None = None, save=lambda: None) -> dict:
@@ -75,7 +78,7 @@ def bench_onestep(teacher, S: dict, r: dict | None = None, save=lambda: None) ->
     log(f"one-step: batch {big}: one teacher network call vs one student call, interleaved")
     with torch.no_grad():
         calls = time_interleaved(
-            {"teacher": lambda: teacher.unet(n, tt), "student": lambda: student(n, torch.zeros(()))},
+            {"teacher": lambda: teacher.unet(n, tt), "student": lambda: student(n, 0.0)},
             images_per_call=big, rounds=max(3, S["onestep_repeats"]), warmup=1,
         )
     call_t, call_s = calls["teacher"].ms_per_image * big, calls["student"].ms_per_image * big

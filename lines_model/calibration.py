@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from lines_model.evaluation import per_sample_psnr, to_unit
+from lines_model.imaging import per_sample_psnr, to_unit
 from lines_model.samplers import dpmsolver_pp
 
 

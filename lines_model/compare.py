@@ -1,6 +1,4 @@
-"""Seed replicates of the Lines-versus-baseline comparison (`make compare`).
-
-    python -m lines_model.compare [--seeds 0 1 2] [-o metrics/compare.json]
+"""Seed replicates of the Lines-versus-baseline comparison (`make compare`, tools/compare.py).
 
 Trains both students once per seed (train_lines.seed = train_baseline.seed = s: initial noise
 of a random init, data order, Lines' t) on the pipeline's pairs, evaluates Lines 1-step, Lines
@@ -8,23 +6,20 @@ of a random init, data order, Lines' t) on the pipeline's pairs, evaluates Lines
 and metric, the mean over seeds and its standard error (sample std / sqrt(seeds)). The seed that
 params.yaml already uses is not trained again: the pipeline's own students are that replicate.
 The printed table gives Lines minus baseline per metric, paired by seed, with its standard error.
-Run it after `dvc repro` (it reads data/ and models/).
+It reads the outputs of `dvc repro` (pairs, subset, students).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
-import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from lines_model import atomic, evaluation, pairs, runtime, samplers
-from lines_model.config import Params, load_params
-from lines_model.errors import ConfigError, PairsError, TeacherError, TrainingDiverged
+from lines_model import evaluation, pairs, samplers
+from lines_model.config import Params
+from lines_model.imaging import to_unit
 from lines_model.student_training import train_student
 from lines_model.students import load_student
 from lines_model.teachers import load_teacher
@@ -34,7 +29,7 @@ METRICS = ("fid", "kid", "precision", "recall", "mse")
 PAIRED = (("lines_1step", "baseline_1step"), ("lines_2step", "baseline_1step"))
 
 
-def replicate(params: Params, seed: int, work: Path, *, models: Path, data: Path) -> dict[str, dict[str, float]]:
+def replicate(params: Params, seed: int, work: Path, *, models: Path, data: Path, device="cpu") -> dict[str, dict[str, float]]:
     """Metrics of the compared generators for students trained with `seed`."""
     if seed == params.train_lines.seed == params.train_baseline.seed:
         lines_dir, base_dir = models / "lines", models / "baseline"
@@ -53,13 +48,13 @@ def replicate(params: Params, seed: int, work: Path, *, models: Path, data: Path
                               subset_file=data / "subset.json" if kind == "lines" else None, **common)
     e = params.evaluate
     noise, teacher_images, reference = pairs.PairStore(data / "heldout").split(e.count, e.reference)
-    lines, _ = load_student(lines_dir)
-    base, _ = load_student(base_dir)
+    lines, _ = load_student(lines_dir, device)
+    base, _ = load_student(base_dir, device)
     gens = {"lines_1step": lambda n: samplers.lines_sample(lines, n, 1), "lines_2step": lambda n: samplers.lines_sample(lines, n, 2),
             "baseline_1step": lambda n: samplers.lines_sample(base, n, 1)}
     feats = evaluation.Features(e)
-    ref_f = feats(evaluation.to_unit(reference))
-    teacher01 = evaluation.to_unit(teacher_images)
+    ref_f = feats(to_unit(reference))
+    teacher01 = to_unit(teacher_images)
     out = {}
     for name, fn in gens.items():
         x = evaluation.generate(evaluation.GeneratorSpec(name, 0, fn), noise, e.batch_size)
@@ -94,34 +89,3 @@ def table(summary: dict) -> str:
         lines.append(row)
     lines.append("* the difference exceeds two standard errors; otherwise it is within seed noise")
     return "\n".join(lines)
-
-
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--params", type=Path, default=Path("params.yaml"))
-    p.add_argument("-o", "--out", type=Path, default=Path("metrics/compare.json"))
-    p.add_argument("--work", type=Path, default=Path("scratch/compare"), help="students of the extra seeds (kept for reruns)")
-    args = p.parse_args(argv)
-    if len(set(args.seeds)) < 2:
-        p.error("--seeds: at least two distinct seeds are needed for a standard error")
-    try:
-        params = load_params(args.params)
-        runtime.set_threads(params.runtime)
-        runs = []
-        for s in args.seeds:
-            print(f"compare: seed {s}", flush=True)
-            runs.append(replicate(params, s, args.work, models=Path("models"), data=Path("data")))
-    except (ConfigError, PairsError, TeacherError, FileNotFoundError, TrainingDiverged) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    summary = summarise(list(args.seeds), runs)
-    summary["runs"] = dict(zip(map(str, args.seeds), runs))
-    atomic.write_json(args.out, summary)
-    shutil.rmtree(args.work / "scratch", ignore_errors=True)
-    print(table(summary))
-    print(f"wrote {args.out}")
-
-
-if __name__ == "__main__":
-    main()

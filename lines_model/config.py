@@ -166,7 +166,7 @@ class EvaluateCfg:
     data_count: int = field(min=2)
     kid_subset_size: int = field(min=2)
     prc_neighborhood: int = field(min=1)
-    bootstrap: int = field(min=2)  # bootstrap replicates of the *_se standard errors
+    se_replicates: int = field(min=2)  # half-sample replicates behind every *_se (fidelity.standard_errors)
     speed_batch: int = field(min=1)  # batch size of the ms/image timings
     speed_rounds: int = field(min=1)  # interleaved timing rounds; ms/image is their median
     batch_size: int = field(min=1)  # generation batch
@@ -208,8 +208,9 @@ class Params:
         for k in e.pd_steps:
             if k not in self.pd.round_steps():
                 raise ConfigError(f"evaluate.pd_steps: {k} is not a step count any round of pd produces ({self.pd.round_steps()})")
-        if e.prc_neighborhood >= min(e.count, e.reference):
-            raise ConfigError(f"evaluate.prc_neighborhood: {e.prc_neighborhood} must be below evaluate.count and evaluate.reference")
+        # The standard errors recompute precision/recall on half of the generated images.
+        if e.prc_neighborhood >= min(e.count // 2, e.reference, e.data_count // 2):
+            raise ConfigError(f"evaluate.prc_neighborhood: {e.prc_neighborhood} must be below half of evaluate.count and of evaluate.data_count, and below evaluate.reference")
         if e.feature_extractor == "shapes-features" and not e.feature_dir:
             raise ConfigError("evaluate.feature_dir: the shapes-features extractor needs its weights folder")
         if any(k < 1 for k in e.lines_steps):

@@ -3,7 +3,7 @@
 A generator is a name, its NFE and a function noise -> images in [-1, 1]. The held-out pairs are
 split into the evaluation noise (the first `count`) and a disjoint reference set of teacher images
 (the next `reference`), so that even the teacher's own FID is a finite sample-noise floor.
-Features of every image set are extracted once; each distribution metric comes with a bootstrap
+Features of every image set are extracted once; each distribution metric comes with a half-sampling
 standard error, MSE with the standard error of its per-image mean. Speed is measured in one
 dedicated pass after generation, all generators interleaved round-robin (timing.py).
 """
@@ -18,11 +18,11 @@ import torch
 
 from lines_model import fidelity, noise as noise_mod, progressive, runtime, samplers
 from lines_model.config import EvaluateCfg, Params
+from lines_model.imaging import psnr, to_unit
 from lines_model.line import point_on_line
 from lines_model.students import load_pd_student, load_student
 from lines_model.timing import time_interleaved
 
-PSNR_CAP_DB = 100.0  # identical images (mse 0) are reported as 100 dB, keeping every value finite
 DIST_KEYS = ("fid", "kid", "precision", "recall")
 METRIC_KEYS = (
     "nfe", "fid", "fid_se", "kid", "kid_se", "precision", "precision_se", "recall", "recall_se",
@@ -36,20 +36,6 @@ class GeneratorSpec:
     name: str
     nfe: int
     fn: Callable[[torch.Tensor], torch.Tensor]  # noise (n, C, H, W) -> images in [-1, 1]
-
-
-def to_unit(x: torch.Tensor) -> torch.Tensor:
-    return ((x.float() + 1) / 2).clamp(0, 1)
-
-
-def psnr(mse: float) -> float:
-    return PSNR_CAP_DB if mse <= 10 ** (-PSNR_CAP_DB / 10) else -10 * math.log10(mse)
-
-
-def per_sample_psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """PSNR (dB) of each image pair, images in [0, 1]."""
-    mse = (a.float() - b.float()).pow(2).flatten(1).mean(1).clamp(min=10 ** (-PSNR_CAP_DB / 10))
-    return -10 * torch.log10(mse)
 
 
 def build_generators(params: Params, teacher, *, lines_dir, baseline_dir, pd_dir, device) -> tuple[list[GeneratorSpec], torch.nn.Module]:
@@ -104,7 +90,7 @@ class Features:
         c = self.cfg
         kw = dict(kid_subset_size=min(c.kid_subset_size, len(gen), len(ref)), prc_neighborhood=c.prc_neighborhood)
         m = fidelity.metrics_from_features(gen, ref, **kw)
-        se = fidelity.standard_errors(gen, ref, n_boot=c.bootstrap, **kw)
+        se = fidelity.standard_errors(gen, ref, n_boot=c.se_replicates, **kw)
         out = {}
         for k in DIST_KEYS:
             out[f"{k}{suffix}"] = m[k]

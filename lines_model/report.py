@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from lines_model import atomic, plots
-from lines_model.evaluation import to_unit
+from lines_model.imaging import to_unit
 
 SAMPLES_PER_GRID = 64
 

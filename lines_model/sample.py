@@ -51,11 +51,12 @@ def main(argv=None) -> None:
     p.add_argument("-o", "--out", type=Path, required=True, help="a .png grid, or a folder with --single")
     p.add_argument("--single", action="store_true", help="write one PNG per image into the --out folder")
     p.add_argument("--nrow", type=int, default=8, help="images per grid row")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="default: cuda when present")
     args = p.parse_args(argv)
     if args.n < 1:
         p.error("-n: must be >= 1")
     try:
-        fn, cfg, k = sampler_for(args.folder, args.steps)
+        fn, cfg, k = sampler_for(args.folder, args.steps, args.device)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

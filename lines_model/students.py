@@ -41,8 +41,10 @@ Parametrisation = Literal["direct", "teacher"]
 
 
 class LinesStudent(torch.nn.Module):
-    def __init__(self, unet: UNet2DModel, parametrisation: Parametrisation, *, t_scale: float = 999.0, scheduler_config: dict | None = None):
+    def __init__(self, unet: UNet2DModel, parametrisation: Parametrisation, *, t_scale: float | None = None, scheduler_config: dict | None = None):
         super().__init__()
+        if parametrisation == "direct" and t_scale is None:
+            raise ValueError("t_scale: the direct parametrisation feeds t * t_scale to the network; give student.t_scale")
         self.unet, self.parametrisation, self.t_scale = unet, parametrisation, t_scale
         self.scheduler_config = dict(scheduler_config) if scheduler_config else None
         if parametrisation == "teacher":
@@ -158,7 +160,7 @@ def load_student(folder: str | Path, device="cpu") -> tuple[LinesStudent, dict]:
         raise ValueError(f"{folder}: a {meta.get('kind')!r} student, not a Lines or baseline one")
     param = meta["parametrisation"]
     sched = load_scheduler_config(folder) if param == "teacher" else None
-    student = LinesStudent(load_unet(folder, device), param, t_scale=meta.get("t_scale", 999.0), scheduler_config=sched)
+    student = LinesStudent(load_unet(folder, device), param, t_scale=meta["t_scale"], scheduler_config=sched)
     return student.to(device).eval().requires_grad_(False), meta
 
 

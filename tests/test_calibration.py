@@ -13,11 +13,7 @@ from diffusers import DDPMScheduler
 
 from lines_model import noise, samplers
 from lines_model.calibration import CalibrationResult, Trial, calibrate_steps, cost_order, median_psnr
-
-try:  # the oracle is test code (tests/ is on sys.path under pytest); older trees kept it in the package
-    from oracle import GaussianOracle
-except ImportError:
-    from lines_model.oracle import GaussianOracle
+from oracle import GaussianOracle  # test code: tests/ is on sys.path under pytest
 
 CFG = dict(DDPMScheduler(clip_sample=False).config)  # epsilon, linear betas
 NOISE = noise.noise_for(range(16), (3, 8, 8), seed=0)

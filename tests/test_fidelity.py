@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 import torch_fidelity
 from PIL import Image
+from torch_fidelity.metric_kid import kernel_poly
 
 from lines_model import features, fidelity, shapes
 from tools import prefetch
@@ -160,11 +161,21 @@ def test_metrics_from_features_equal_torch_fidelity_on_the_images(real_sets):
 
 
 @pytest.mark.parametrize("n", [300, 30])  # more samples than dimensions, and fewer
-def test_fid_replicate_formula_equals_torch_fidelity(n):
-    g, r = torch.randn(n, 50, dtype=torch.float64), torch.randn(400, 50, dtype=torch.float64) + 0.2
-    ours = fidelity._fid_replicates(g, r, torch.arange(n)[None])[0].item()
-    theirs = fidelity.metrics_from_features(g, r, kid_subset_size=10, kid_subsets=1)["fid"]
-    assert ours == pytest.approx(theirs, rel=1e-6)
+def test_replicate_formulas_equal_torch_fidelity_on_the_full_set(n):
+    """The per-subset shortcuts of `standard_errors`, given all of `gen`, reproduce the metrics."""
+    g, r = torch.randn(n, 50, dtype=torch.float64), torch.randn(n, 50, dtype=torch.float64) + 0.2
+    # With subsets of all n points every KID subset is a permutation: KID is the full-set U-statistic.
+    m = fidelity.metrics_from_features(g, r, kid_subset_size=n, kid_subsets=2, prc_neighborhood=3)
+    everything = torch.arange(n)[None]
+    assert fidelity._fid_replicates(g, r, everything)[0].item() == pytest.approx(m["fid"], rel=1e-6)
+    assert fidelity._recall_replicates(g, r, 3, everything)[0] == pytest.approx(m["recall"], abs=1e-6)  # f32 mean
+    k_rr = kernel_poly(r.numpy(), r.numpy())
+    ref_term = (k_rr.sum() - np.trace(k_rr)) / (n * (n - 1))  # left out of the replicates: a constant
+    kid = fidelity._kid_replicates(g.numpy(), r.numpy(), np.ones((1, n)))[0] + ref_term
+    assert kid == pytest.approx(m["kid"], rel=1e-9)
+    # Precision's replicates are means of "inside the reference balls" indicators over the subset.
+    inside = (torch.cdist(g, r) <= fidelity._kth_neighbour_radii(r, 3)).any(dim=1).double().mean().item()
+    assert inside == pytest.approx(m["precision"], abs=1e-6)
 
 
 # ---- standard errors -----------------------------------------------------------------------------
@@ -174,11 +185,12 @@ def test_fid_replicate_formula_equals_torch_fidelity(n):
 def test_standard_errors_match_the_spread_of_independent_draws(n, d):
     """The half-sample errors of one generated set against the observed spread over 40 sets.
 
-    With 40 draws the observed std is itself known to about +-11%; measured ratios (mean error of 3
-    draws / observed std) are 0.95-1.2, recall's 0.84-0.94 (see `standard_errors`).
+    With 40 draws the observed std is itself known to about +-11%. The ratios (mean error of 3
+    draws / observed std) were fid 1.26 and 1.23, kid 1.26 and 1.07, precision 0.97 and 0.93,
+    recall 0.86 and 1.13 for the two cases.
     """
     ref, gens = _gaussian_sets(n, 400, d, draws=40, shift=0.3)
-    kw = dict(kid_subset_size=None, kid_subsets=20, prc_neighborhood=3)
+    kw = dict(kid_subset_size=None, kid_subsets=10, prc_neighborhood=3)
     values = [fidelity.metrics_from_features(x, ref, **kw) for x in gens]
     observed = {k: np.std([v[k] for v in values], ddof=1) for k in values[0]}
     errors = [fidelity.standard_errors(x, ref, **kw) for x in gens[:3]]
@@ -284,6 +296,25 @@ def test_prefetch_writes_a_dataset_as_one_uint8_array(tmp_path):
         prefetch.to_uint8_images([items[0], torch.zeros(3, 4, 4, dtype=torch.uint8)])  # another size
     with pytest.raises(ValueError, match="items"):
         prefetch.to_uint8_images([])
+
+
+def test_prefetch_reads_cifar10_through_torch_fidelity_registry(tmp_path, monkeypatch):
+    """The plumbing of --cifar10-train, with a fake registered "cifar10-train" instead of the download."""
+    calls = []
+    images = [torch.full((3, 32, 32), i, dtype=torch.uint8) for i in range(3)]  # what Cifar10_RGB returns
+
+    def fake(root, download):
+        calls.append((root, download))
+        return images
+
+    monkeypatch.setitem(torch_fidelity.registry.DATASETS_REGISTRY, "cifar10-train", fake)
+    monkeypatch.setattr(prefetch, "CIFAR10_TRAIN_SIZE", 3)
+    path = prefetch.fetch_cifar10_train(tmp_path / "cifar.npy", datasets_root=tmp_path / "downloads")
+    assert calls == [(str(tmp_path / "downloads"), True)]
+    assert np.array_equal(np.load(path), torch.stack(images).numpy())
+    monkeypatch.setattr(prefetch, "CIFAR10_TRAIN_SIZE", 50000)
+    with pytest.raises(RuntimeError, match="50000"):
+        prefetch.fetch_cifar10_train(tmp_path / "other.npy", datasets_root=tmp_path / "downloads")
 
 
 def test_bad_reference_files_are_named(tmp_path):

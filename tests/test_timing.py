@@ -19,10 +19,10 @@ def test_medians_of_known_sleeps_are_close_and_ordered():
     assert list(out) == ["fast", "slow"]
     fast, slow = out["fast"], out["slow"]
     assert isinstance(fast, Timing) and fast.rounds == 15
-    # sleep never returns early; the allowance is for a loaded 2-core machine.
-    assert 1.0 <= fast.ms_per_image < 1.0 + 1.5, fast
-    assert 3.0 <= slow.ms_per_image < 3.0 + 1.5, slow
-    assert slow.ms_per_image > 2 * fast.ms_per_image
+    # sleep never returns early; the allowance is for wake-up delays on a loaded 2-core machine.
+    assert 1.0 <= fast.ms_per_image < 1.0 + 2.0, fast
+    assert 3.0 <= slow.ms_per_image < 3.0 + 2.0, slow
+    assert slow.ms_per_image - fast.ms_per_image > 1.0  # nominally 2 ms per image apart
     assert fast.ms_per_image_iqr >= 0 and slow.ms_per_image_iqr >= 0
 
 

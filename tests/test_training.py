@@ -135,7 +135,7 @@ def test_lines_input_lies_on_the_line():
     LinesLoss("mse", "uniform")(LinesStudent(Spy(), "direct", t_scale=1000.0), n, c, torch.Generator().manual_seed(0))
     t = seen["t"] / 1000.0
     torch.testing.assert_close(seen["x"], t.view(-1, 1, 1, 1) * c + (1 - t.view(-1, 1, 1, 1)) * n)
-    BaselineLoss("mse")(LinesStudent(Spy(), "direct"), n, c, torch.Generator())
+    BaselineLoss("mse")(LinesStudent(Spy(), "direct", t_scale=1000.0), n, c, torch.Generator())
     assert torch.equal(seen["x"], n) and torch.all(seen["t"] == 0)
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from lines_model import atomic, noise, plots, shapes
-from lines_model.evaluation import per_sample_psnr, to_unit
+from lines_model.imaging import per_sample_psnr, to_unit
 from lines_model.features import load_feature_net
 from lines_model.fidelity import compute_fidelity
 from lines_model.samplers import ddim, dpmsolver_pp
