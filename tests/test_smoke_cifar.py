@@ -54,6 +54,8 @@ def test_cifar10_profile_runs_as_a_pipeline(tmp_path):
 
     sh("git", "init", "-q")
     sh("dvc", "init", "-q")
+    sh("git", "add", "-A")
+    sh("git", "-c", "user.name=smoke", "-c", "user.email=smoke@example.com", "commit", "-qm", "CIFAR-10 micro profile")
     log = sh("dvc", "repro")
     print(log[-3000:])
     stages = {line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage '")}
