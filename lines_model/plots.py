@@ -32,7 +32,7 @@ from torchvision.utils import make_grid
 
 from .atomic import atomic_path
 
-__all__ = ["save_grid", "comparison_grid", "trajectory_figure", "metric_bars"]
+__all__ = ["save_grid", "comparison_grid", "trajectory_figure", "metric_bars", "loss_curves"]
 
 PAD_VALUE = 1.0  # white separators: the shapes backgrounds are dark or muted
 _DPI = 100
@@ -337,4 +337,31 @@ def metric_bars(metrics: Mapping[str, Mapping], path) -> None:
         ax.set_title(label, fontsize=_FONT + 2)
         ax.grid(axis="y", alpha=0.3, which="both")
         ax.set_axisbelow(True)
+    _save_figure(fig, path)
+
+
+def loss_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], path, ylabel: str = "training loss") -> None:
+    """The training curves of several runs on one chart: `curves` maps a label to (steps, values).
+
+    The y axis is logarithmic when every value is positive (losses fall over decades).
+    """
+    path = _path(path)
+    if not isinstance(curves, Mapping) or len(curves) == 0:
+        raise ValueError(f"curves: expected a non-empty dict label -> (steps, values), got {curves!r:.80}")
+    fig = Figure(figsize=(6.4, 3.6), dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    positive = True
+    for i, (label, (steps, values)) in enumerate(curves.items()):
+        label = _label(label, "curves (key)")
+        if len(steps) != len(values) or len(steps) == 0:
+            raise ValueError(f"curves[{label!r}]: needs as many steps as values, and at least one ({len(steps)} vs {len(values)})")
+        positive &= min(values) > 0
+        ax.plot(steps, values, label=label, color=f"C{i % 10}", linewidth=1.2)
+    if positive:
+        ax.set_yscale("log")
+    ax.set_xlabel("optimizer step", fontsize=_FONT + 1)
+    ax.set_ylabel(ylabel, fontsize=_FONT + 1)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=_FONT + 1)
     _save_figure(fig, path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 
@@ -25,22 +26,36 @@ def label(name: str, nfe: int) -> str:
     return name
 
 
+def read_curve(tsv: str | Path, column: str = "loss") -> tuple[list[float], list[float]]:
+    """(steps, values) of a dvclive metric file (tab-separated, a `step` column)."""
+    with open(tsv, newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    if not rows or column not in rows[0]:
+        raise FileNotFoundError(f"{tsv}: no {column!r} column; run the training stage that writes it")
+    return [float(r["step"]) for r in rows], [float(r[column]) for r in rows]
+
+
 def write(
     metrics: dict[str, dict],
     images: dict[str, torch.Tensor],
     traj: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     ts,
     *,
+    loss_files: dict[str, str | Path],
     metrics_file: str | Path,
     plots_dir: str | Path,
     grid_columns: int,
 ) -> None:
-    """metrics/evaluate.json-style file, and under `plots_dir`: generators.json (a table for `dvc
-    plots`), comparison.png (one row per generator, the same noise per column), fid_speedup.png,
-    trajectory.png and samples/<generator>.png."""
+    """The metrics file, and under `plots_dir`: comparison.png (one row per generator, the same
+    noise per column), fid_speedup.png, loss_curves.png (the students' training losses on one
+    chart, from `loss_files`: label -> dvclive loss.tsv), trajectory.png, samples/<generator>.png.
+
+    The names sort in the order `dvc plots show` should present them: it lists images by folder,
+    then file name, so the headline comparison comes first and the samples after the figures.
+    """
     plots_dir = Path(plots_dir)
     atomic.write_json(metrics_file, metrics)
-    atomic.write_json(plots_dir / "generators.json", [{"generator": n, **m} for n, m in metrics.items()])
+    plots.loss_curves({label: read_curve(f) for label, f in loss_files.items()}, plots_dir / "loss_curves.png")
     rows = {label(n, m["nfe"]): images[n][:grid_columns] for n, m in metrics.items()}
     plots.comparison_grid(rows, plots_dir / "comparison.png")
     for name, x in images.items():

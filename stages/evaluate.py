@@ -2,8 +2,8 @@
 
 The teacher (pairs sampler, and DDIM at pd.start_steps), Lines (evaluate.lines_steps), the
 baseline and the PD students (evaluate.pd_steps). Writes metrics/evaluate.json and the figures
-under plots/ (comparison grid, trajectory, 64 uncurated samples per generator, FID/speedup bars,
-a per-generator table for `dvc plots`).
+under plots/ (comparison grid, FID/speedup bars, both students' loss curves, trajectory, 64
+uncurated samples per generator).
 """
 
 import json
@@ -27,7 +27,8 @@ def main(params) -> None:
     metrics, images = evaluation.evaluate(specs, noise, teacher_images, reference, e, **data)
     k = e.trajectory_samples
     traj = (*evaluation.trajectory(lines, noise[:k], teacher_images[:k], e.trajectory_ts), teacher_images[:k])
-    report.write(metrics, images, traj, e.trajectory_ts, metrics_file="metrics/evaluate.json", plots_dir="plots", grid_columns=e.grid_columns)
+    losses = {k: f"training/{k}/plots/metrics/train/loss.tsv" for k in ("lines", "baseline")}
+    report.write(metrics, images, traj, e.trajectory_ts, loss_files=losses, metrics_file="metrics/evaluate.json", plots_dir="plots", grid_columns=e.grid_columns)
     print(json.dumps(metrics, indent=1))
 
 

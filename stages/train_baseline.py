@@ -12,7 +12,7 @@ def main(params) -> None:
     teacher = load_teacher(params.teacher.model, params.teacher.revision) if params.student.init == "teacher" else None
     train_student(
         params, "baseline", pairs_dir="data/pairs", heldout_dir="data/heldout", teacher=teacher,
-        out_dir="models/baseline", live_dir="dvclive/baseline", scratch_dir="scratch",
+        out_dir="models/baseline", live_dir="training/baseline", scratch_dir="scratch",
     )
 
 

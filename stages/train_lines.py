@@ -12,7 +12,7 @@ def main(params) -> None:
     teacher = load_teacher(params.teacher.model, params.teacher.revision) if params.student.init == "teacher" else None
     train_student(
         params, "lines", pairs_dir="data/pairs", heldout_dir="data/heldout", subset_file="data/subset.json", teacher=teacher,
-        out_dir="models/lines", live_dir="dvclive/lines", scratch_dir="scratch",
+        out_dir="models/lines", live_dir="training/lines", scratch_dir="scratch",
     )
 
 

@@ -87,7 +87,7 @@ def test_repro_writes_every_metric_with_its_uncertainty(repo):
         assert (repo / "plots" / png).stat().st_size > 1000
     assert (repo / "models" / "lines" / "diffusion_pytorch_model.safetensors").exists()
     assert sorted(p.name for p in (repo / "models" / "pd").iterdir()) == ["1step", "2step"]
-    assert (repo / "dvclive" / "lines" / "plots" / "metrics" / "train" / "loss.tsv").exists()
+    assert (repo / "training" / "lines" / "plots" / "metrics" / "train" / "loss.tsv").exists()
     assert not list((repo / "scratch").glob("*")), "finished stages leave no resumable state behind"
 
 
@@ -145,7 +145,8 @@ def test_metrics_and_plots_diff_between_commits(repo):
         assert "teacher.mse" not in changed_metrics  # the teacher did not change: no diff to report
         sh(repo, "dvc", "plots", "diff", "HEAD~1", "-o", "plots_diff")
         html = (repo / "plots_diff" / "index.html").read_text()
-        assert html.index("comparison.png") < html.index("trajectory.png")  # the headline comes first
+        order = [html.index(f"plots_{name}_png") for name in ("comparison", "fid_speedup", "loss_curves", "trajectory", "samples_teacher")]
+        assert order == sorted(order) and order[0] == html.index('id="'), "the comparison grid opens the page"
     finally:
         sh(repo, "git", "reset", "-q", "--hard", "HEAD~1")
         sh(repo, "dvc", "checkout", "--quiet")

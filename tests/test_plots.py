@@ -272,3 +272,24 @@ def test_failure_while_writing_leaves_no_file(tmp_path, monkeypatch):
             call(target)
         assert target.read_bytes() == b"old"
     assert leftovers(tmp_path) == []
+
+
+def test_loss_curves_draw_every_run_and_name_bad_input(tmp_path):
+    from lines_model.plots import loss_curves
+    from lines_model.report import read_curve
+
+    tsv = tmp_path / "loss.tsv"
+    tsv.write_text("step\tloss\n0\t0.5\n5\t0.25\n10\t0.125\n")
+    assert read_curve(tsv) == ([0.0, 5.0, 10.0], [0.5, 0.25, 0.125])
+    loss_curves({"Lines": read_curve(tsv), "baseline": ([0, 10], [0.4, 0.2])}, tmp_path / "c.png")
+    from PIL import Image
+
+    img = np.asarray(Image.open(tmp_path / "c.png").convert("RGB")).astype(int)
+    # Both runs are drawn: matplotlib's C0 blue and C1 orange both appear.
+    for rgb in ((31, 119, 180), (255, 127, 14)):
+        assert (np.abs(img - np.array(rgb)).sum(-1) < 30).sum() > 20, rgb
+    with pytest.raises(ValueError, match=r"curves\['x'\]: needs as many steps as values"):
+        loss_curves({"x": ([0, 1], [0.5])}, tmp_path / "d.png")
+    (tmp_path / "bad.tsv").write_text("step\tlr\n0\t1\n")
+    with pytest.raises(FileNotFoundError, match=r"bad\.tsv: no 'loss' column"):
+        read_curve(tmp_path / "bad.tsv")

@@ -15,7 +15,9 @@ STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
 def _script(stage: dict) -> Path:
-    return ROOT / re.fullmatch(r"python (stages/\w+\.py)", stage["cmd"]).group(1)
+    # `python -m` from the repository root: the stage imports the lines_model next to it (an
+    # experiment's copy in `dvc exp run --queue`), never another checkout's installed package.
+    return ROOT / "stages" / (re.fullmatch(r"python -m stages\.(\w+)", stage["cmd"]).group(1) + ".py")
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))

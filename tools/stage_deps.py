@@ -79,7 +79,7 @@ def write_dvc_yaml(path: Path) -> None:
         out.append(line)
         if stage and re.match(rf"^\s+- stages/\w+\.py\s*$", line):
             indent = line[: len(line) - len(line.lstrip())]
-            script = ROOT / re.search(r"python (stages/\w+\.py)", stages[stage]["cmd"]).group(1)
+            script = ROOT / "stages" / (re.search(r"python -m stages\.(\w+)", stages[stage]["cmd"]).group(1) + ".py")
             out.extend(f"{indent}- {d}\n" for d in declared(script))
     path.write_text("".join(out))
 
