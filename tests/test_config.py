@@ -76,8 +76,8 @@ def test_yaml_floats_written_as_strings_are_accepted():
     assert parse_params(with_({"train_lines": {"lr": "1e-4"}})).train_lines.lr == 1e-4
 
 
-def _run_stage(cwd: Path, stage: str):
-    return subprocess.run([sys.executable, str(ROOT / "stages" / f"{stage}.py")], cwd=cwd, capture_output=True, text=True)
+def _run_stage(cwd: Path, stage: str, timeout: float | None = None):
+    return subprocess.run([sys.executable, str(ROOT / "stages" / f"{stage}.py")], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def test_stage_rejects_bad_params_before_touching_outputs(tmp_path):
@@ -135,20 +135,30 @@ def test_teacher_pairs_with_a_teacher_folder_without_weights(tmp_path):
         ({"pairs": {"steps": 2000}}, r"pairs\.steps: 2000 steps exceed the teacher's 1000 training timesteps"),
         ({"pd": {"start_steps": 2048}}, r"pd\.start_steps: 2048 steps exceed"),
         ({"pairs": {"lambda_min": -20.0}}, r"pairs\.lambda_min: -20\.0 lies outside the teacher's log-SNR range"),
-        ({"student": {"block_out_channels": [16, 16, 16, 16, 16, 16], "down_block_types": ["DownBlock2D"] * 6,
+        ({"student": {"init": "random", "block_out_channels": [16, 16, 16, 16, 16, 16], "down_block_types": ["DownBlock2D"] * 6,
                       "up_block_types": ["UpBlock2D"] * 6}}, r"student\.block_out_channels: 6 levels"),
         ({"evaluate": {"feature_weights": "nowhere.pth"}}, r"evaluate\.feature_weights: file nowhere\.pth not found"),
         ({"evaluate": {"data_reference": "cifar.npy"}}, r"evaluate\.data_reference: file cifar\.npy not found"),
     ],
 )
-def test_values_that_only_the_teacher_or_the_disk_can_refuse_stop_every_stage_before_work(tmp_path, diff, message):
+def test_values_that_only_the_teacher_or_the_disk_can_refuse(tmp_path, diff, message, monkeypatch):
+    from lines_model import preflight
+
     params = with_(diff)
     params["teacher"]["model"] = str(ROOT / "teachers" / "shapes-ddpm")
     params["evaluate"]["feature_dir"] = str(ROOT / "teachers" / "shapes-features")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=message):
+        preflight.check(parse_params(params))
+
+
+def test_a_refused_value_stops_the_first_and_the_last_stage_before_work(tmp_path):
+    params = with_({"pairs": {"steps": 2000}})
+    params["teacher"]["model"] = str(ROOT / "teachers" / "shapes-ddpm")
+    params["evaluate"]["feature_dir"] = str(ROOT / "teachers" / "shapes-features")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    # The first stage stops (each stage process costs seconds of imports, so one more stage, once).
-    for stage in ("teacher_pairs", "evaluate") if "steps" in diff.get("pairs", {}) else ("teacher_pairs",):
-        r = _run_stage(tmp_path, stage)
+    for stage in ("teacher_pairs", "evaluate"):
+        r = _run_stage(tmp_path, stage, timeout=120)  # a check that let work start would run for minutes
         assert r.returncode == 2, r.stderr
-        assert re.search(message, r.stderr) and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert r.stderr.strip() == "error: pairs.steps: 2000 steps exceed the teacher's 1000 training timesteps", r.stderr
     assert not (tmp_path / "data").exists() and not (tmp_path / "scratch").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -122,10 +123,8 @@ def test_experiment_round_trip_runs_nothing_and_reruns_succeed(repo):
     assert changed(repo) == set()
 
 
-def test_param_change_reruns_only_downstream(repo):
-    out = sh(repo, "dvc", "exp", "run", "-S", "train_lines.lr=0.002")
-    assert ran(out) == {"train_lines", "evaluate"}
-    restore(repo)
+def test_pairs_count_reruns_everything(repo):
+    # (A train_lines.lr experiment reruns exactly train_lines and evaluate: see the round trip above.)
     out = sh(repo, "dvc", "exp", "run", "-S", "pairs.count=300")
     assert ran(out) == STAGES  # pairs.count feeds everything
     restore(repo)
@@ -146,7 +145,8 @@ def test_metrics_and_plots_diff_between_commits(repo):
         sh(repo, "dvc", "plots", "diff", "HEAD~1", "-o", "plots_diff")
         html = (repo / "plots_diff" / "index.html").read_text()
         order = [html.index(f"plots_{name}_png") for name in ("comparison", "fid_speedup", "loss_curves", "trajectory", "samples_teacher")]
-        assert order == sorted(order) and order[0] == html.index('id="'), "the comparison grid opens the page"
+        assert order == sorted(order)
+        assert re.search(r'id="([^"]+)"', html).group(1) == "plots_comparison_png", "the comparison grid opens the page"
     finally:
         sh(repo, "git", "reset", "-q", "--hard", "HEAD~1")
         sh(repo, "dvc", "checkout", "--quiet")
