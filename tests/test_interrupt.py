@@ -17,7 +17,11 @@ from safetensors.torch import load_file
 from conftest import ROOT, make_tiny_teacher, micro_params
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-PARAMS = micro_params(pairs={"count": 400, "shard_size": 50}, train_lines={"epochs": 6, "batch_size": 16, "checkpoint_every": 3})
+PARAMS = micro_params(
+    pairs={"count": 400, "shard_size": 50},
+    train_lines={"epochs": 6, "batch_size": 16, "checkpoint_every": 3},
+    evaluate={"feature_dir": str(ROOT / "teachers" / "shapes-features")},  # checked by every stage before work
+)
 
 
 def _workdir(root: Path, name: str, teacher: Path) -> Path:
@@ -63,9 +67,9 @@ def test_killed_teacher_pairs_resumes_to_identical_shards(dirs):
     _kill_when(d, "teacher_pairs", lambda: len(done()) >= 2)
     assert 2 <= len(done()) < 8
     assert not (d / "data" / "pairs").exists()
-    # A half-finished folder is refused by readers until the rerun completes it.
+    # Readers see no pairs at all until the rerun completes them.
     r = _stage(d, "subset")
-    assert r.returncode == 2 and "incomplete" in r.stderr
+    assert r.returncode == 2 and "data/pairs/manifest.json: missing; run the teacher_pairs stage first" in r.stderr
     assert _stage(d, "teacher_pairs").returncode == 0
     assert _shard_bytes(d / "data" / "pairs") == _shard_bytes(ref / "data" / "pairs")
     assert (d / "data" / "pairs" / "manifest.json").read_text() == (ref / "data" / "pairs" / "manifest.json").read_text()
