@@ -6,7 +6,9 @@ of a random init, data order, Lines' t) on the pipeline's pairs, evaluates Lines
 and metric, the mean over seeds and its standard error (sample std / sqrt(seeds)). The seed that
 params.yaml already uses is not trained again: the pipeline's own students are that replicate.
 The printed table gives Lines minus baseline per metric, paired by seed, with its standard error.
-It reads the outputs of `dvc repro` (pairs, subset, students).
+It reads the outputs of `dvc repro` (pairs, subset, students). The students of the other seeds
+are kept in a folder named by a fingerprint of what determines them (student and training
+settings, pairs, subset), so a rerun only evaluates and a changed default trains afresh.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from lines_model import evaluation, pairs, samplers
-from lines_model.config import Params
+from lines_model.config import Params, to_dict
+from lines_model.hashing import fingerprint
 from lines_model.imaging import to_unit
 from lines_model.student_training import train_student
 from lines_model.students import load_student
@@ -40,11 +43,12 @@ def replicate(params: Params, seed: int, work: Path, *, models: Path, data: Path
             train_baseline=dataclasses.replace(params.train_baseline, seed=seed),
         )
         teacher = load_teacher(p.teacher.model, p.teacher.revision) if p.student.init == "teacher" else None
-        lines_dir, base_dir = work / f"seed-{seed}" / "lines", work / f"seed-{seed}" / "baseline"
+        run_dir = work / f"seed-{seed}-{replicate_key(p, data)}"
+        lines_dir, base_dir = run_dir / "lines", run_dir / "baseline"
         common = dict(pairs_dir=data / "pairs", heldout_dir=data / "heldout", scratch_dir=work / "scratch", teacher=teacher)
         for kind, out in (("lines", lines_dir), ("baseline", base_dir)):
             if not (out / "lines_model.json").exists():
-                train_student(p, kind, out_dir=out, live_dir=work / f"seed-{seed}" / f"dvclive-{kind}",
+                train_student(p, kind, out_dir=out, live_dir=run_dir / f"dvclive-{kind}",
                               subset_file=data / "subset.json" if kind == "lines" else None, **common)
     e = params.evaluate
     noise, teacher_images, reference = pairs.PairStore(data / "heldout").split(e.count, e.reference)
@@ -61,6 +65,14 @@ def replicate(params: Params, seed: int, work: Path, *, models: Path, data: Path
         m = feats.metrics(feats(x), ref_f)
         out[name] = {k: m[k] for k in METRICS if k != "mse"} | {"mse": (x - teacher01).pow(2).mean().item()}
     return out
+
+
+def replicate_key(params: Params, data: Path) -> str:
+    """What the students of one replicate are a function of: settings, teacher, pairs and subset."""
+    inputs = [data / "pairs" / "manifest.json", data / "subset.json"]
+    return fingerprint({"teacher": to_dict(params.teacher), "student": to_dict(params.student),
+                        "lines": params.train_lines.result_identity(), "baseline": params.train_baseline.result_identity(),
+                        "inputs": [f.read_text() if f.exists() else None for f in inputs]})
 
 
 def mean_se(values: list[float]) -> dict[str, float]:

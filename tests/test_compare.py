@@ -36,3 +36,22 @@ def test_a_difference_within_noise_is_not_flagged():
     s = summarise([0, 1, 2], runs)
     row = table(s).splitlines()[2]
     assert row.startswith("fid") and "*" not in row
+
+
+def test_replicate_folder_changes_with_training_settings_not_log_settings(tmp_path):
+    import dataclasses
+
+    from conftest import shipped_params
+    from lines_model.compare import replicate_key
+
+    p = shipped_params()
+    (tmp_path / "pairs").mkdir()
+    (tmp_path / "pairs" / "manifest.json").write_text('{"shards": ["a"]}')
+    (tmp_path / "subset.json").write_text('{"indices": [1, 2]}')
+    key = replicate_key(p, tmp_path)
+    quieter = dataclasses.replace(p, train_lines=dataclasses.replace(p.train_lines, log_every=p.train_lines.log_every + 1))
+    assert replicate_key(quieter, tmp_path) == key
+    longer = dataclasses.replace(p, train_baseline=dataclasses.replace(p.train_baseline, epochs=p.train_baseline.epochs + 1))
+    assert replicate_key(longer, tmp_path) != key
+    (tmp_path / "subset.json").write_text('{"indices": [1, 3]}')
+    assert replicate_key(p, tmp_path) != key
