@@ -11,6 +11,7 @@ import contextlib
 
 import torch
 from accelerate import Accelerator, PartialState
+from accelerate.state import AcceleratorState
 
 from lines_model.config import RuntimeCfg
 
@@ -33,7 +34,14 @@ def _cpu_only() -> bool:
 
 def accelerator(cfg: RuntimeCfg, **kwargs) -> Accelerator:
     set_threads(cfg)
-    return Accelerator(mixed_precision=mixed_precision(cfg), cpu=_cpu_only(), **kwargs)
+    mp = mixed_precision(cfg)
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision") != mp:
+        # Accelerate keeps one precision per process and refuses another; a process that trains
+        # twice with different settings (a notebook, the tests) starts its precision state afresh.
+        # The process group (PartialState) is kept.
+        AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(mixed_precision=mp, cpu=_cpu_only(), **kwargs)
 
 
 def state() -> PartialState:

@@ -28,7 +28,8 @@ def test_random_init_reproduces_the_earlier_students_bit_for_bit(tmp_path):
     student = init_student(STUDENT, (3, 8, 8))
     cfg = BaselineCfg(lr=3e-3, epochs=3, batch_size=16, warmup_steps=2, weight_decay=0.0, grad_clip=1.0, ema_decay=0.9,
                       loss="mse", seed=0, log_every=10, checkpoint_every=1000, num_workers=0)
-    r = train(student, LinesLoss("mse", "uniform"), Pairs(), cfg, RUNTIME, epochs=3, checkpoint_dir=tmp_path, fingerprint_extra={})
+    fp32 = dataclasses.replace(RUNTIME, mixed_precision="auto")  # as the earlier default trained on a CPU
+    r = train(student, LinesLoss("mse", "uniform"), Pairs(), cfg, fp32, epochs=3, checkpoint_dir=tmp_path, fingerprint_extra={})
     noise = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     assert r.final_loss == pytest.approx(0.17115159456928572, rel=1e-6)
     assert lines_sample(r.ema_model, noise, 1).double().sum().item() == pytest.approx(-6.763115540146828, rel=1e-5)

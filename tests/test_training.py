@@ -213,6 +213,32 @@ def test_pd_target_reproduces_two_teacher_steps(prediction):
     torch.testing.assert_close(one.float(), two.float(), rtol=0, atol=2e-4)
 
 
+def test_pd_targets_stay_fp32_under_bf16_autocast(tiny_teacher, monkeypatch):
+    """Training under bf16 autocast must not round the teacher's steps: the target divides by
+    alpha'' - (sigma''/sigma) alpha and would amplify the rounding (up to ~20x here)."""
+    from lines_model.teachers import load_teacher
+
+    teacher = load_teacher(str(tiny_teacher))
+    cfg = teacher.scheduler_config
+    targets = []
+    monkeypatch.setattr(progressive, "distance", lambda out, target, kind: targets.append(target) or out.sum() * 0)
+
+    class Student(torch.nn.Module):
+        def forward(self, z, t):
+            return type("O", (), {"sample": torch.zeros_like(z)})()
+
+    clean = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
+    loss = progressive.ProgressiveLoss(teacher.unet, cfg["prediction_type"], "v_prediction", cfg, 2, "mse")
+    loss(Student(), None, clean, torch.Generator().manual_seed(1))
+    t = torch.full((8,), 500)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss(Student(), None, clean, torch.Generator().manual_seed(1))
+        rounded = teacher.unet(clean, t).sample.float()
+    assert not torch.equal(rounded, teacher.unet(clean, t).sample), "autocast rounds a plain teacher call"
+    assert targets[1].dtype == torch.float32
+    torch.testing.assert_close(targets[1], targets[0], rtol=0, atol=0)
+
+
 def test_pd_sampler_converges_to_the_oracle_endpoint():
     cfg = dict(DDPMScheduler(prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2", clip_sample=False).config)
     oracle = GaussianOracle(cfg, 0.1, 0.3)
