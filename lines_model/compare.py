@@ -5,7 +5,12 @@ of a random init, data order, Lines' t) on the pipeline's pairs, evaluates Lines
 2-step and the baseline on the held-out set as the evaluate stage does, and writes, per generator
 and metric, the mean over seeds and its standard error (sample std / sqrt(seeds)). The seed that
 params.yaml already uses is not trained again: the pipeline's own students are that replicate.
-The printed table gives Lines minus baseline per metric, paired by seed, with its standard error.
+The seeds share the held-out evaluation set, so their spread leaves out which 500 samples were
+drawn: each entry also carries `eval_se`, the evaluation's own standard error (half-sampling,
+averaged over seeds), and a difference carries `total_se` = sqrt(se^2 + eval_se_a^2 + eval_se_b^2)
+(conservative: the two generators' evaluation errors share the noises and are positively
+correlated). The printed table gives Lines minus baseline per metric, paired by seed, with its
+total standard error, and flags what exceeds two of them.
 It reads the outputs of `dvc repro` (pairs, subset, students). The students of the other seeds
 are kept in a folder named by a fingerprint of what determines them (student and training
 settings, pairs, subset), so a rerun only evaluates and a changed default trains afresh.
@@ -63,7 +68,9 @@ def replicate(params: Params, seed: int, work: Path, *, models: Path, data: Path
     for name, fn in gens.items():
         x = evaluation.generate(evaluation.GeneratorSpec(name, 0, fn), noise, e.batch_size)
         m = feats.metrics(feats(x), ref_f)
-        out[name] = {k: m[k] for k in METRICS if k != "mse"} | {"mse": (x - teacher01).pow(2).mean().item()}
+        sq = (x - teacher01).pow(2).flatten(1).mean(1).double()
+        out[name] = ({k: m[k] for k in METRICS if k != "mse"} | {f"{k}_se": m[f"{k}_se"] for k in METRICS if k != "mse"}
+                     | {"mse": sq.mean().item(), "mse_se": (sq.std() / math.sqrt(len(sq))).item()})
     return out
 
 
@@ -81,23 +88,32 @@ def mean_se(values: list[float]) -> dict[str, float]:
 
 
 def summarise(seeds: list[int], runs: list[dict]) -> dict:
+    """Per generator and metric: mean and standard error over seeds, and the evaluation's own
+    standard error; per Lines-minus-baseline difference also the total standard error."""
     out: dict = {"seeds": seeds}
     for g in COMPARED:
-        out[g] = {k: mean_se([r[g][k] for r in runs]) for k in METRICS}
-    out["difference"] = {f"{a}-{b}": {k: mean_se([r[a][k] - r[b][k] for r in runs]) for k in METRICS} for a, b in PAIRED}
+        out[g] = {k: mean_se([r[g][k] for r in runs]) | {"eval_se": float(np.mean([r[g][f"{k}_se"] for r in runs]))} for k in METRICS}
+    out["difference"] = {}
+    for a, b in PAIRED:
+        d = {}
+        for k in METRICS:
+            m = mean_se([r[a][k] - r[b][k] for r in runs])
+            eval_se = math.hypot(out[a][k]["eval_se"], out[b][k]["eval_se"])
+            d[k] = m | {"eval_se": eval_se, "total_se": math.hypot(m["se"], eval_se)}
+        out["difference"][f"{a}-{b}"] = d
     return out
 
 
 def table(summary: dict) -> str:
-    """Per metric: each generator's mean +- se, and Lines minus baseline (paired by seed) +- se."""
-    lines = [f"{len(summary['seeds'])} seeds {summary['seeds']}; mean +- standard error over seeds",
+    """Per metric: each generator's mean +- seed se, and Lines minus baseline (paired by seed) +- total se."""
+    lines = [f"{len(summary['seeds'])} seeds {summary['seeds']}; mean +- standard error over seeds (differences: +- total standard error)",
              f"{'metric':<10}" + "".join(f"{g:>24}" for g in COMPARED) + "".join(f"{k.split('-')[0] + ' - base':>28}" for k in summary["difference"])]
     for k in METRICS:
         row = f"{k:<10}" + "".join(f"{summary[g][k]['mean']:>14.4g} +- {summary[g][k]['se']:<6.2g}" for g in COMPARED)
         for d in summary["difference"].values():
-            m, se = d[k]["mean"], d[k]["se"]
+            m, se = d[k]["mean"], d[k]["total_se"]
             flag = "  *" if abs(m) > 2 * se else "   "
             row += f"{m:>16.4g} +- {se:<6.2g}{flag}"
         lines.append(row)
-    lines.append("* the difference exceeds two standard errors; otherwise it is within seed noise")
+    lines.append("* the difference exceeds two total standard errors (seeds and evaluation); otherwise it is within noise")
     return "\n".join(lines)

@@ -28,6 +28,10 @@ METRIC_KEYS = (
     "nfe", "fid", "fid_se", "kid", "kid_se", "precision", "precision_se", "recall", "recall_se",
     "mse", "mse_se", "psnr", "ms_per_image", "ms_per_image_iqr", "speedup",
 )
+# A fast generator's timing sample repeats its call until it spans this long (timing.time_interleaved):
+# a one-step student makes 16 images in ~40 ms here, where a scheduler tick or a cold cache after the
+# teacher's turn is a sizeable part of a single call. 0.25 s costs about 20 s per evaluation.
+SPEED_MIN_SAMPLE_S = 0.25
 DATA_SUFFIX = "_data"  # metrics against the real data set: fid_data, fid_data_se, ...
 
 
@@ -132,7 +136,8 @@ def evaluate(
         metrics[spec.name] = m
     speed_noise = noise[: cfg.speed_batch]
     timings = time_interleaved(
-        {s.name: (lambda s=s: s.fn(speed_noise)) for s in specs}, images_per_call=len(speed_noise), rounds=cfg.speed_rounds
+        {s.name: (lambda s=s: s.fn(speed_noise)) for s in specs}, images_per_call=len(speed_noise), rounds=cfg.speed_rounds,
+        min_sample_s=SPEED_MIN_SAMPLE_S,
     )
     for spec in specs:
         t = timings[spec.name]

@@ -5,11 +5,14 @@ job on the machine, caches warmed by whatever ran before) land on one of them on
 `time_interleaved` instead calls every function once per round, rotating the order each round so
 that each takes every position (first after the previous round, last, ...) equally often, and
 reports per function the median over rounds (robust to a few disturbed rounds) and the
-interquartile range (how much to trust a difference).
+interquartile range (how much to trust a difference). A fast function is called several times
+back to back within its turn (`min_sample_s`), so that each of its samples spans long enough that
+a scheduler tick or a cache refilled after the previous function's turn is a small part of it.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,6 +26,7 @@ class Timing:
     ms_per_image: float  # median over rounds of (call time / images_per_call)
     ms_per_image_iqr: float  # interquartile range of the same per-round values
     rounds: int
+    calls_per_round: int  # back-to-back calls in each sample (min_sample_s)
 
 
 def _default_sync() -> Callable[[], None]:
@@ -36,13 +40,15 @@ def time_interleaved(
     images_per_call: int,
     rounds: int,
     warmup: int = 2,
+    min_sample_s: float = 0.0,
     sync: Callable[[], None] | None = None,
 ) -> dict[str, Timing]:
     """Time each of `fns` (name -> function of no arguments making `images_per_call` images).
 
     First `warmup` untimed calls of every function (compilation, allocator and cache warm-up),
     then `rounds` rounds calling each function once, in the mapping's order rotated by one more
-    place each round. `sync` (default: torch.cuda.synchronize when CUDA is available, else
+    place each round. A function whose last warm-up call took less than `min_sample_s` is called
+    ceil(min_sample_s / that time) times per round, and its sample is the mean of those calls. `sync` (default: torch.cuda.synchronize when CUDA is available, else
     nothing) runs after every call, before the clock is read. Returns name -> `Timing`, in the
     order of `fns`.
     """
@@ -57,23 +63,30 @@ def time_interleaved(
         raise ValueError(f"rounds: must be a positive integer, got {rounds!r}")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup: must be a non-negative integer, got {warmup!r}")
+    if isinstance(min_sample_s, bool) or not isinstance(min_sample_s, (int, float)) or not min_sample_s >= 0:
+        raise ValueError(f"min_sample_s: must be a non-negative number of seconds, got {min_sample_s!r}")
     sync = _default_sync() if sync is None else sync
 
     names = list(fns)
+    last = {name: 0.0 for name in names}
     for _ in range(warmup):
         for name in names:
+            t0 = time.perf_counter()
             fns[name]()
-    sync()
+            sync()
+            last[name] = time.perf_counter() - t0
+    calls = {name: max(1, math.ceil(min_sample_s / last[name])) if last[name] > 0 else 1 for name in names}
     ms = {name: [] for name in names}
     for r in range(rounds):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
             t0 = time.perf_counter()
-            fns[name]()
+            for _ in range(calls[name]):
+                fns[name]()
             sync()
-            ms[name].append((time.perf_counter() - t0) * 1000 / images_per_call)
+            ms[name].append((time.perf_counter() - t0) * 1000 / (images_per_call * calls[name]))
     out = {}
     for name in names:
         q1, median, q3 = np.percentile(ms[name], [25, 50, 75])
-        out[name] = Timing(ms_per_image=float(median), ms_per_image_iqr=float(q3 - q1), rounds=rounds)
+        out[name] = Timing(ms_per_image=float(median), ms_per_image_iqr=float(q3 - q1), rounds=rounds, calls_per_round=calls[name])
     return out

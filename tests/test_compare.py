@@ -9,8 +9,9 @@ import pytest
 from lines_model.compare import COMPARED, METRICS, mean_se, summarise, table
 
 
-def _run(base: float, lines: float) -> dict:
-    return {g: {k: (base if g == "baseline_1step" else lines) for k in METRICS} for g in COMPARED}
+def _run(base: float, lines: float, eval_se: float = 0.0) -> dict:
+    return {g: {k: (base if g == "baseline_1step" else lines) for k in METRICS} | {f"{k}_se": eval_se for k in METRICS}
+            for g in COMPARED}
 
 
 def test_mean_and_standard_error():
@@ -26,8 +27,9 @@ def test_differences_are_paired_by_seed():
     runs = [_run(10.0, 11.0), _run(20.0, 21.0), _run(30.0, 31.0)]
     s = summarise([0, 1, 2], runs)
     assert s["seeds"] == [0, 1, 2]
-    assert s["baseline_1step"]["fid"] == {"mean": 20.0, "se": pytest.approx(10 / math.sqrt(3))}
-    assert s["difference"]["lines_1step-baseline_1step"]["fid"] == {"mean": pytest.approx(1.0), "se": pytest.approx(0.0)}
+    assert s["baseline_1step"]["fid"] == {"mean": 20.0, "se": pytest.approx(10 / math.sqrt(3)), "eval_se": 0.0}
+    d = s["difference"]["lines_1step-baseline_1step"]["fid"]
+    assert d["mean"] == pytest.approx(1.0) and d["se"] == pytest.approx(0.0) and d["total_se"] == pytest.approx(0.0)
     assert "*" in table(s).splitlines()[2]
 
 
@@ -55,3 +57,14 @@ def test_replicate_folder_changes_with_training_settings_not_log_settings(tmp_pa
     assert replicate_key(longer, tmp_path) != key
     (tmp_path / "subset.json").write_text('{"indices": [1, 3]}')
     assert replicate_key(p, tmp_path) != key
+
+
+def test_the_evaluations_own_error_widens_a_difference_the_seeds_agree_on():
+    # Every seed gives Lines 0.8 above the baseline, but each FID carries an evaluation error of 0.3
+    # (which 500 samples were drawn): 0.8 is within two total standard errors, 2 sqrt(0.3^2 + 0.3^2) = 0.85.
+    runs = [_run(10.0, 10.8, eval_se=0.3), _run(12.0, 12.8, eval_se=0.3), _run(11.0, 11.8, eval_se=0.3)]
+    s = summarise([0, 1, 2], runs)
+    assert s["lines_1step"]["fid"]["eval_se"] == pytest.approx(0.3)
+    d = s["difference"]["lines_1step-baseline_1step"]["fid"]
+    assert d["se"] == pytest.approx(0.0, abs=1e-12) and d["total_se"] == pytest.approx(math.hypot(0.3, 0.3))
+    assert "*" not in table(s).splitlines()[2]

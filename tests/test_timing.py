@@ -32,10 +32,28 @@ def test_warmup_then_rounds_in_rotated_order_with_a_sync_after_each_call():
     out = time_interleaved(fns, images_per_call=1, rounds=4, warmup=1, sync=lambda: log.append("sync"))
     calls = [x for x in log if x != "sync"]
     assert calls == list("abc" "abc" "bca" "cab" "abc")  # warm-up, then rounds rotated by one each
-    # One sync after the warm-up, then one after every timed call (before the clock is read).
-    assert log[:4] == ["a", "b", "c", "sync"]
-    assert log[4:] == [x for name in "abcbcacababc" for x in (name, "sync")]
+    # A sync after every call, warm-up included (its duration sets the calls per sample), before the clock is read.
+    assert log == [x for name in "abc" "abcbcacababc" for x in (name, "sync")]
     assert all(t.rounds == 4 and t.ms_per_image_iqr >= 0 for t in out.values())
+
+
+def test_a_fast_function_is_called_back_to_back_until_a_sample_spans_min_sample_s():
+    counts = {"fast": 0, "slow": 0}
+
+    def fn(name, ms):
+        def call():
+            counts[name] += 1
+            time.sleep(ms / 1000)
+        return call
+
+    out = time_interleaved({"fast": fn("fast", 5), "slow": fn("slow", 40)}, images_per_call=1, rounds=3, warmup=1,
+                           min_sample_s=0.03, sync=lambda: None)
+    # fast: warm-up took >= 5 ms, so at most ceil(30 / 5) = 6 calls per sample (fewer if the machine is slow);
+    # slow already spans 40 ms > 30 ms: one call per sample.
+    assert 2 <= out["fast"].calls_per_round <= 6 and out["slow"].calls_per_round == 1
+    assert counts == {"fast": 1 + 3 * out["fast"].calls_per_round, "slow": 1 + 3}
+    assert 5.0 <= out["fast"].ms_per_image < 5.0 + 3.0  # per call, not per sample
+    assert 40.0 <= out["slow"].ms_per_image < 40.0 + 10.0
 
 
 def test_single_round_has_zero_iqr():
@@ -52,6 +70,7 @@ def test_single_round_has_zero_iqr():
         (dict(images_per_call=1.5), "images_per_call"),
         (dict(rounds=0), "rounds"),
         (dict(warmup=-1), "warmup"),
+        (dict(min_sample_s=-0.1), "min_sample_s"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, arg):
