@@ -48,9 +48,10 @@ def time_interleaved(
     First `warmup` untimed calls of every function (compilation, allocator and cache warm-up),
     then `rounds` rounds calling each function once, in the mapping's order rotated by one more
     place each round. A function whose last warm-up call took less than `min_sample_s` is called
-    ceil(min_sample_s / that time) times per round, and its sample is the mean of those calls. `sync` (default: torch.cuda.synchronize when CUDA is available, else
-    nothing) runs after every call, before the clock is read. Returns name -> `Timing`, in the
-    order of `fns`.
+    ceil(min_sample_s / that time) times in its turn (once without warm-up), and its sample is the
+    mean of those calls. `sync` (default: torch.cuda.synchronize when CUDA is available, else
+    nothing) runs after every warm-up call and after every sample, before the clock is read.
+    Returns name -> `Timing`, in the order of `fns`.
     """
     if not isinstance(fns, Mapping) or not fns:
         raise ValueError(f"fns: expected a non-empty mapping of name -> function, got {fns!r}")
