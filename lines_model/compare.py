@@ -68,9 +68,9 @@ def replicate(params: Params, seed: int, work: Path, *, models: Path, data: Path
     for name, fn in gens.items():
         x = evaluation.generate(evaluation.GeneratorSpec(name, 0, fn), noise, e.batch_size)
         m = feats.metrics(feats(x), ref_f)
-        sq = (x - teacher01).pow(2).flatten(1).mean(1).double()
+        mse, mse_se = evaluation.mse_with_se(x, teacher01)
         out[name] = ({k: m[k] for k in METRICS if k != "mse"} | {f"{k}_se": m[f"{k}_se"] for k in METRICS if k != "mse"}
-                     | {"mse": sq.mean().item(), "mse_se": (sq.std() / math.sqrt(len(sq))).item()})
+                     | {"mse": mse, "mse_se": mse_se})
     return out
 
 

@@ -102,6 +102,13 @@ class Features:
         return out
 
 
+def mse_with_se(x: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
+    """Mean squared error over all pixels, and its standard error over the images."""
+    sq = (x - target).pow(2)
+    per_image = sq.flatten(1).mean(1).double()
+    return sq.mean().item(), (per_image.std() / math.sqrt(len(per_image))).item()
+
+
 @torch.no_grad()
 def evaluate(
     specs: list[GeneratorSpec],
@@ -128,9 +135,8 @@ def evaluate(
         print(f"evaluate: {spec.name} ({spec.nfe} NFE)", flush=True)
         x = generate(spec, noise, cfg.batch_size)
         images[spec.name] = x
-        sq = (x - teacher01).pow(2)
-        mse, mse_i = sq.mean().item(), sq.flatten(1).mean(1).double()
-        m = {"nfe": spec.nfe, **feats.metrics(feats(x), ref_f), "mse": mse, "mse_se": (mse_i.std() / math.sqrt(len(mse_i))).item(), "psnr": psnr(mse)}
+        mse, mse_se = mse_with_se(x, teacher01)
+        m = {"nfe": spec.nfe, **feats.metrics(feats(x), ref_f), "mse": mse, "mse_se": mse_se, "psnr": psnr(mse)}
         if data_f is not None:
             m.update(feats.metrics(feats(generate(spec, data_noise, cfg.batch_size)), data_f, DATA_SUFFIX))
         metrics[spec.name] = m
