@@ -5,7 +5,10 @@ split into the evaluation noise (the first `count`) and a disjoint reference set
 (the next `reference`), so that even the teacher's own FID is a finite sample-noise floor.
 Features of every image set are extracted once; each distribution metric comes with a half-sampling
 standard error, MSE with the standard error of its per-image mean. Speed is measured in one
-dedicated pass after generation, all generators interleaved round-robin (timing.py).
+dedicated pass after generation, all generators and a fixed machine probe interleaved round-robin
+(timing.py): `ms_per_image` is wall-clock time and follows the machine's speed of the moment,
+`probes_per_image` (an image's cost in runs of the probe) and `speedup` are ratios within a round
+and do not.
 """
 
 from __future__ import annotations
@@ -21,12 +24,12 @@ from lines_model.config import EvaluateCfg, Params
 from lines_model.imaging import psnr, to_unit
 from lines_model.line import point_on_line
 from lines_model.students import load_pd_student, load_student
-from lines_model.timing import time_interleaved
+from lines_model.timing import machine_probe, time_interleaved
 
 DIST_KEYS = ("fid", "kid", "precision", "recall")
 METRIC_KEYS = (
     "nfe", "fid", "fid_se", "kid", "kid_se", "precision", "precision_se", "recall", "recall_se",
-    "mse", "mse_se", "psnr", "ms_per_image", "ms_per_image_iqr", "speedup",
+    "mse", "mse_se", "psnr", "ms_per_image", "ms_per_image_iqr", "probes_per_image", "speedup",
 )
 # A fast generator's timing sample repeats its call until it spans this long (timing.time_interleaved):
 # a one-step student makes 16 images in ~40 ms here, where a scheduler tick or a cold cache after the
@@ -119,9 +122,11 @@ def evaluate(
     *,
     data_reference: torch.Tensor | None = None,
     data_noise: torch.Tensor | None = None,
+    device: torch.device | str = "cpu",
 ) -> tuple[dict[str, dict], dict[str, torch.Tensor]]:
     """Metrics per generator (keys METRIC_KEYS, plus *_data ones against `data_reference`) and each
-    generator's images in [0, 1] for `noise`. Deterministic given the models and inputs, timings aside."""
+    generator's images in [0, 1] for `noise`. Deterministic given the models and inputs, timings aside.
+    `device` is where the generators run: the machine probe runs there too."""
     if not specs or specs[0].name != "teacher":
         raise ValueError("specs: the teacher must come first (its speed is the speedup's denominator)")
     if data_reference is not None and data_noise is None:
@@ -143,12 +148,14 @@ def evaluate(
     speed_noise = noise[: cfg.speed_batch]
     timings = time_interleaved(
         {s.name: (lambda s=s: s.fn(speed_noise)) for s in specs}, images_per_call=len(speed_noise), rounds=cfg.speed_rounds,
-        min_sample_s=SPEED_MIN_SAMPLE_S,
+        min_sample_s=SPEED_MIN_SAMPLE_S, probe=machine_probe(device),
     )
+    print(f"timing: machine probe {timings['teacher'].probe_ms:.2f} ms per run", flush=True)
     for spec in specs:
         t = timings[spec.name]
         metrics[spec.name].update(
-            ms_per_image=t.ms_per_image, ms_per_image_iqr=t.ms_per_image_iqr, speedup=timings["teacher"].ms_per_image / t.ms_per_image
+            ms_per_image=t.ms_per_image, ms_per_image_iqr=t.ms_per_image_iqr, probes_per_image=t.probes_per_image,
+            speedup=timings["teacher"].ms_per_image / t.ms_per_image,
         )
     order = [*METRIC_KEYS, *(k for k in metrics["teacher"] if k not in METRIC_KEYS)]
     return {n: {k: m[k] for k in order} for n, m in metrics.items()}, images

@@ -8,6 +8,12 @@ reports per function the median over rounds (robust to a few disturbed rounds) a
 interquartile range (how much to trust a difference). A fast function is called several times
 back to back within its turn (`min_sample_s`), so that each of its samples spans long enough that
 a scheduler tick or a cache refilled after the previous function's turn is a small part of it.
+
+Interleaving makes the generators of one run comparable, but not two runs: on a shared machine the
+speed of the whole machine moves by 10-15% within minutes (a fixed workload that runs no project code
+shows it). An optional `probe`, a fixed workload timed in the same rounds, turns each sample into a
+ratio that this common drift cancels from: `probes_per_image`, the cost of one image in runs of the
+probe. `machine_probe` is the one evaluate uses.
 """
 
 from __future__ import annotations
@@ -27,6 +33,33 @@ class Timing:
     ms_per_image_iqr: float  # interquartile range of the same per-round values
     rounds: int
     calls_per_round: int  # back-to-back calls in each sample (min_sample_s)
+    # median over rounds of (ms per image / the probe's ms per call in the same round); None without a probe
+    probes_per_image: float | None = None
+    probe_ms: float | None = None  # the probe's median ms per call over the same rounds; None without a probe
+
+
+# Size of machine_probe: a few tens of ms on a 2-core CPU, so it is timed like a fast generator.
+PROBE_SHAPE = (8, 64, 32, 32)
+PROBE_BLOCKS = 4
+
+
+def machine_probe(device: torch.device | str = "cpu") -> Callable[[], torch.Tensor]:
+    """A fixed workload of the generators' kind (3x3 convolutions, group norm, SiLU at 32x32), with
+    seeded weights and input, that never changes with the project's models: its time tracks the
+    machine's speed of the moment. Changing its size changes every `probes_per_image`."""
+    g = torch.Generator().manual_seed(0)
+    c = PROBE_SHAPE[1]
+    x = torch.randn(PROBE_SHAPE, generator=g).to(device)
+    weights = [(torch.randn(c, c, 3, 3, generator=g) / (3 * c**0.5)).to(device) for _ in range(PROBE_BLOCKS)]
+
+    @torch.no_grad()
+    def probe() -> torch.Tensor:
+        h = x
+        for w in weights:
+            h = torch.nn.functional.silu(torch.nn.functional.group_norm(torch.nn.functional.conv2d(h, w, padding=1), 8))
+        return h
+
+    return probe
 
 
 def _default_sync() -> Callable[[], None]:
@@ -42,6 +75,7 @@ def time_interleaved(
     warmup: int = 2,
     min_sample_s: float = 0.0,
     sync: Callable[[], None] | None = None,
+    probe: Callable[[], object] | None = None,
 ) -> dict[str, Timing]:
     """Time each of `fns` (name -> function of no arguments making `images_per_call` images).
 
@@ -51,6 +85,8 @@ def time_interleaved(
     ceil(min_sample_s / that time) times in its turn (once without warm-up), and its sample is the
     mean of those calls. `sync` (default: torch.cuda.synchronize when CUDA is available, else
     nothing) runs after every warm-up call and after every sample, before the clock is read.
+    A `probe` (a function of no arguments) takes its turn in every round like one more function,
+    and each Timing then carries `probes_per_image` and `probe_ms`.
     Returns name -> `Timing`, in the order of `fns`.
     """
     if not isinstance(fns, Mapping) or not fns:
@@ -66,9 +102,16 @@ def time_interleaved(
         raise ValueError(f"warmup: must be a non-negative integer, got {warmup!r}")
     if isinstance(min_sample_s, bool) or not isinstance(min_sample_s, (int, float)) or not min_sample_s >= 0:
         raise ValueError(f"min_sample_s: must be a non-negative number of seconds, got {min_sample_s!r}")
+    if probe is not None and not callable(probe):
+        raise ValueError(f"probe: expected a function of no arguments, got {probe!r}")
     sync = _default_sync() if sync is None else sync
 
+    fns = dict(fns)
     names = list(fns)
+    probe_key = object()  # cannot collide with a caller's name
+    if probe is not None:
+        fns[probe_key] = probe
+        names.append(probe_key)
     last = {name: 0.0 for name in names}
     for _ in range(warmup):
         for name in names:
@@ -88,6 +131,13 @@ def time_interleaved(
             ms[name].append((time.perf_counter() - t0) * 1000 / (images_per_call * calls[name]))
     out = {}
     for name in names:
+        if name is probe_key:
+            continue
         q1, median, q3 = np.percentile(ms[name], [25, 50, 75])
-        out[name] = Timing(ms_per_image=float(median), ms_per_image_iqr=float(q3 - q1), rounds=rounds, calls_per_round=calls[name])
+        extra = {}
+        if probe is not None:
+            # The probe's samples were divided by images_per_call like the others'; undo that to get ms per call.
+            probe_call = np.asarray(ms[probe_key]) * images_per_call
+            extra = dict(probes_per_image=float(np.median(np.asarray(ms[name]) / probe_call)), probe_ms=float(np.median(probe_call)))
+        out[name] = Timing(ms_per_image=float(median), ms_per_image_iqr=float(q3 - q1), rounds=rounds, calls_per_round=calls[name], **extra)
     return out

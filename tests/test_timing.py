@@ -6,7 +6,9 @@ import time
 
 import pytest
 
-from lines_model.timing import Timing, time_interleaved
+import torch
+
+from lines_model.timing import Timing, machine_probe, time_interleaved
 
 
 def _sleeper(ms: float):
@@ -61,6 +63,40 @@ def test_single_round_has_zero_iqr():
     assert out["x"].ms_per_image_iqr == 0.0 and out["x"].ms_per_image >= 0.0
 
 
+def test_the_probe_ratio_cancels_a_slowdown_of_the_whole_machine():
+    # The machine runs 3x slower from the fourth round on: every call in a round sleeps `factor` times
+    # its nominal time (2 ms for the generator, 8 ms for the probe), as a busy host would do to both.
+    calls = []
+
+    def sleeper(ms):
+        def call():
+            factor = 1 if len(calls) // 2 < 4 else 3  # two calls per round (warm-up = round 0)
+            calls.append(ms)
+            time.sleep(factor * ms / 1000)
+        return call
+
+    out = time_interleaved({"gen": sleeper(2)}, images_per_call=2, rounds=7, warmup=1, sync=lambda: None, probe=sleeper(8))
+    t = out["gen"]
+    assert list(out) == ["gen"] and len(calls) == 2 * (1 + 7)
+    # 3 fast rounds and 4 slow ones: the median is a slow round's 3 ms per image, the fast ones 1 ms.
+    assert 3.0 <= t.ms_per_image < 3.0 + 1.5 and t.ms_per_image_iqr > 1.0
+    assert 24.0 <= t.probe_ms < 24.0 + 6.0
+    # Each round's ratio is (2 / 2 images) / 8 = 0.125 whatever the machine's speed.
+    assert t.probes_per_image == pytest.approx(0.125, rel=0.15)
+
+
+def test_without_a_probe_there_is_no_probe_ratio():
+    t = time_interleaved({"x": lambda: None}, images_per_call=1, rounds=2, warmup=0, sync=lambda: None)["x"]
+    assert t.probes_per_image is None and t.probe_ms is None
+
+
+def test_machine_probe_is_a_fixed_workload():
+    a, b = machine_probe()(), machine_probe()()
+    assert a.shape == (8, 64, 32, 32) and torch.isfinite(a).all()
+    assert torch.equal(a, b)  # seeded: the same work every time, in every process
+    assert 0.1 < a.std().item() < 10  # normalised activations, not vanishing or exploding
+
+
 @pytest.mark.parametrize(
     "kwargs, arg",
     [
@@ -71,6 +107,7 @@ def test_single_round_has_zero_iqr():
         (dict(rounds=0), "rounds"),
         (dict(warmup=-1), "warmup"),
         (dict(min_sample_s=-0.1), "min_sample_s"),
+        (dict(probe=3), "probe"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, arg):
