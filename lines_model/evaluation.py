@@ -20,7 +20,8 @@ from typing import Callable
 import torch
 
 from lines_model import fidelity, noise as noise_mod, progressive, runtime, samplers
-from lines_model.config import EvaluateCfg, Params
+from lines_model.config import Params
+from lines_model.config.evaluate import EvaluateCfg
 from lines_model.imaging import psnr, to_unit
 from lines_model.line import point_on_line
 from lines_model.students import load_pd_student, load_student

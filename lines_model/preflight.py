@@ -1,6 +1,6 @@
 """Checks that need the teacher or the file system, run by a stage before it does any work.
 
-config.py rejects what a params file says on its own (types, sets, ranges, cross-key rules);
+lines_model.config rejects what a params file says on its own (types, sets, ranges, cross-key rules);
 what can only be judged against the teacher's configs (image size, number of timesteps,
 log-SNR range) or against files that must exist is checked here, reading config files only.
 Every failure is a ConfigError naming the key.

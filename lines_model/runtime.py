@@ -13,7 +13,7 @@ import torch
 from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
 
-from lines_model.config import RuntimeCfg
+from lines_model.config.runtime import RuntimeCfg
 
 
 def set_threads(cfg: RuntimeCfg) -> None:

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from lines_model import pairs, plots, runtime, samplers
-from lines_model.config import BaselineCfg, Params, to_dict
+from lines_model.config import Params, to_dict
+from lines_model.config.students import BaselineCfg
 from lines_model.losses import BaselineLoss, LinesLoss
 from lines_model.students import init_student, save_student
 from lines_model.hashing import fingerprint

@@ -32,7 +32,7 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from lines_model import atomic
-from lines_model.config import StudentCfg
+from lines_model.config.students import StudentCfg
 from lines_model.errors import ConfigError
 
 SIDECAR = "lines_model.json"  # kind, parametrisation and the resolved config that made the folder

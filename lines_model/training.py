@@ -24,7 +24,8 @@ from safetensors.torch import load_file, save_file
 
 from lines_model import atomic, progress
 from lines_model import runtime as rt
-from lines_model.config import RuntimeCfg, TrainCfg
+from lines_model.config.runtime import RuntimeCfg
+from lines_model.config.training import TrainCfg
 from lines_model.errors import TrainingDiverged
 from lines_model.hashing import fingerprint
 from lines_model.optim import ema_copy, warmup_cosine

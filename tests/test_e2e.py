@@ -19,13 +19,12 @@ import yaml
 
 from conftest import ROOT, make_tiny_teacher, micro_params
 from lines_model.evaluation import METRIC_KEYS
-from tools.stage_deps import module_deps
+from tools.stage_deps import declared
 
 pytestmark = pytest.mark.e2e
 STAGES = {"teacher_pairs", "subset_50k", "train_lines", "train_baseline", "distill_progressive", "evaluate"}
 GENERATORS = ["teacher", "teacher_ddim4", "lines_1step", "lines_2step", "baseline_1step", "pd_2step", "pd_1step"]
-SCRIPTS = {"teacher_pairs": "teacher_pairs", "subset_50k": "subset", "train_lines": "train_lines", "train_baseline": "train_baseline",
-           "distill_progressive": "distill_progressive", "evaluate": "evaluate"}
+DVC_STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
 def sh(cwd: Path, *cmd: str, check: bool = True, stdout_only: bool = False) -> str:
@@ -98,13 +97,15 @@ def test_nothing_to_do_after_repro(repo):
 
 
 def test_a_module_edit_reruns_exactly_the_stages_that_import_it(repo):
-    for module in ("plots.py", "samplers.py"):
+    for module in ("plots.py", "samplers.py", "config/evaluate.py"):
         path = repo / "lines_model" / module
         path.write_text(path.read_text() + "# a comment\n")
-        expected = {s for s, script in SCRIPTS.items() if f"lines_model/{module}" in module_deps(ROOT / "stages" / f"{script}.py")}
+        expected = {s for s, stage in DVC_STAGES.items() if f"lines_model/{module}" in declared(stage)}
         assert changed(repo) == expected, module
         restore(repo)
-    assert "teacher_pairs" not in {s for s, script in SCRIPTS.items() if "lines_model/plots.py" in module_deps(ROOT / "stages" / f"{script}.py")}
+    # A figure module, and the schema of evaluate's keys, leave the pairs and PD alone.
+    assert {s for s, stage in DVC_STAGES.items() if "lines_model/plots.py" in declared(stage)} == {"train_lines", "train_baseline", "evaluate"}
+    assert {s for s, stage in DVC_STAGES.items() if "lines_model/config/evaluate.py" in declared(stage)} == {"evaluate"}
 
 
 def test_experiment_round_trip_runs_nothing_and_reruns_succeed(repo):

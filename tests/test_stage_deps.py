@@ -1,4 +1,5 @@
-"""dvc.yaml lists, for every stage, exactly the lines_model modules its script imports (transitively)."""
+"""dvc.yaml lists, for every stage, exactly the lines_model modules it runs: its script's imports
+(transitively), with the params schema counted by the sections the stage reads."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from tools.stage_deps import module_deps
+from tools.stage_deps import declared as declared_deps, module_deps, stage_sections
 
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
@@ -24,7 +25,8 @@ def _script(stage: dict) -> Path:
 def test_stage_deps_are_the_modules_its_script_imports(name):
     stage = STAGES[name]
     declared = {d for d in stage["deps"] if isinstance(d, str) and d.startswith("lines_model/")}
-    imported = set(module_deps(_script(stage))) - {"lines_model/__init__.py"}  # empty package marker
+    imported = set(module_deps(_script(stage), stage_sections(stage))) - {"lines_model/__init__.py"}  # empty package marker
+    assert imported == set(declared_deps(stage))
     assert declared == imported, f"dvc.yaml {name}: missing {sorted(imported - declared)}, extra {sorted(declared - imported)}"
     assert str(_script(stage).relative_to(ROOT)) in stage["deps"]
     assert "lines_model" not in stage["deps"], "a stage depends on modules, never the whole package"
@@ -39,9 +41,48 @@ def test_offline_tools_are_no_stage_dependency():
 
 
 def test_figure_and_metric_modules_leave_the_pairs_alone():
-    pairs_deps = set(module_deps(_script(STAGES["teacher_pairs"])))
+    pairs_deps = set(STAGES["teacher_pairs"]["deps"])
     for module in ("plots.py", "report.py", "evaluation.py", "fidelity.py", "features.py", "students.py", "training.py"):
         assert f"lines_model/{module}" not in pairs_deps
+
+
+def test_a_params_section_schema_is_a_dep_of_the_stages_reading_that_section_only():
+    # Every stage validates the whole params file, but adding an evaluate key must not rerun the
+    # pairs or the students, nor a training key the pairs.
+    readers = {
+        "lines_model/config/evaluate.py": {"evaluate"},
+        "lines_model/config/pd.py": {"distill_progressive", "evaluate"},
+        "lines_model/config/subset.py": {"subset_50k"},
+        "lines_model/config/pairs.py": {"teacher_pairs", "evaluate"},
+        "lines_model/config/__init__.py": set(STAGES),
+    }
+    for module, stages in readers.items():
+        assert {name for name, st in STAGES.items() if module in st["deps"]} == stages, module
+    assert stage_sections(STAGES["evaluate"]) == ["evaluate", "pairs", "pd", "runtime", "teacher"]
+
+
+def test_config_core_counts_without_the_section_modules_it_imports(tmp_path, monkeypatch):
+    import tools.stage_deps as sd
+
+    pkg = tmp_path / "lines_model"
+    (pkg / "config").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "config" / "__init__.py").write_text("from lines_model.config.a import A\nfrom lines_model.config.b import B\nfrom lines_model import typed\n")
+    (pkg / "config" / "a.py").write_text("from . import shared\n")
+    (pkg / "config" / "b.py").write_text("")
+    (pkg / "config" / "shared.py").write_text("")
+    (pkg / "typed.py").write_text("")
+    (pkg / "user.py").write_text("from lines_model.config.b import B\n")
+    script = tmp_path / "s.py"
+    script.write_text("from lines_model.config import load_params\n")
+    monkeypatch.setattr(sd, "ROOT", tmp_path)
+    monkeypatch.setattr(sd, "section_modules", lambda sections: {pkg / "config" / f"{s}.py" for s in sections})
+    core = ["lines_model/__init__.py", "lines_model/config/__init__.py", "lines_model/typed.py"]
+    assert sd.module_deps(script) == core
+    assert sd.module_deps(script, ["a"]) == sorted(core + ["lines_model/config/a.py", "lines_model/config/shared.py"])
+    # A module that imports a section directly depends on it, whatever the stage's params say.
+    script.write_text("from lines_model.config import load_params\nimport lines_model.user\n")
+    assert sd.module_deps(script) == sorted(core + ["lines_model/config/b.py", "lines_model/user.py"])
 
 
 def test_the_import_walk_sees_lazy_and_relative_imports(tmp_path, monkeypatch):
