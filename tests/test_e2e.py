@@ -108,6 +108,20 @@ def test_a_module_edit_reruns_exactly_the_stages_that_import_it(repo):
     assert {s for s, stage in DVC_STAGES.items() if "lines_model/config/evaluate.py" in declared(stage)} == {"evaluate"}
 
 
+def test_a_log_setting_retrains_nothing(repo):
+    params = repo / "params.yaml"
+    text = params.read_text()
+    data = yaml.safe_load(text)
+    for section in ("train_lines", "train_baseline", "pd"):
+        data[section] = {**data[section], "log_every": 3, "checkpoint_every": 7, "num_workers": 1}
+    params.write_text(yaml.safe_dump(data))
+    assert changed(repo) == set()
+    data["train_lines"]["lr"] = data["train_lines"]["lr"] / 2  # a result key, for contrast
+    params.write_text(yaml.safe_dump(data))
+    assert changed(repo) == {"train_lines"}  # dvc status lists the first stage whose own inputs changed
+    restore(repo)
+
+
 def test_experiment_round_trip_runs_nothing_and_reruns_succeed(repo):
     out = sh(repo, "dvc", "exp", "run", "-S", "train_lines.lr=0.0005")
     assert ran(out) == {"train_lines", "evaluate"}

@@ -99,3 +99,19 @@ def test_the_import_walk_sees_lazy_and_relative_imports(tmp_path, monkeypatch):
     script.write_text("import lines_model.a\n")
     monkeypatch.setattr(sd, "ROOT", tmp_path)
     assert sd.module_deps(script) == ["lines_model/__init__.py", "lines_model/a.py", "lines_model/b.py", "lines_model/c.py"]
+
+
+@pytest.mark.parametrize("name, section", [("train_lines", "train_lines"), ("train_baseline", "train_baseline"), ("distill_progressive", "pd")])
+def test_a_training_stage_reads_every_key_that_changes_its_result_and_no_log_setting(name, section):
+    # A new log interval, checkpoint interval or worker count must not retrain a student.
+    import dataclasses
+    import typing
+
+    from lines_model.config import Params
+    from lines_model.config.training import NON_RESULT_KEYS
+
+    cls = typing.get_type_hints(Params)[section]
+    result_keys = {f.name for f in dataclasses.fields(cls)} - set(NON_RESULT_KEYS)
+    declared_keys = {p.split(".", 1)[1] for p in STAGES[name]["params"] if isinstance(p, str) and p.startswith(f"{section}.")}
+    assert declared_keys == result_keys
+    assert section not in STAGES[name]["params"], "the whole section would include the log settings"
