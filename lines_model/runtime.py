@@ -21,10 +21,15 @@ def set_threads(cfg: RuntimeCfg) -> None:
         torch.set_num_threads(cfg.threads)
 
 
-def mixed_precision(cfg: RuntimeCfg) -> str:
-    if cfg.mixed_precision == "auto":
+def resolve_precision(value: str) -> str:
+    """A precision setting (`auto` | `no` | `bf16` | `fp16`) for this machine: auto is bf16 on CUDA, fp32 on a CPU."""
+    if value == "auto":
         return "bf16" if torch.cuda.is_available() else "no"
-    return cfg.mixed_precision
+    return value
+
+
+def mixed_precision(cfg: RuntimeCfg) -> str:
+    return resolve_precision(cfg.mixed_precision)
 
 
 def _cpu_only() -> bool:
@@ -49,9 +54,10 @@ def state() -> PartialState:
     return PartialState(cpu=_cpu_only())
 
 
-def autocast_for(device: torch.device, cfg: RuntimeCfg):
-    """A context manager factory for inference autocast (bf16 on CUDA under `auto`)."""
-    mp = mixed_precision(cfg)
+def autocast_for(device: torch.device, precision: str):
+    """A context manager factory for inference autocast at `precision` (`auto` | `no` | `bf16` |
+    `fp16`; bf16 on CUDA under `auto`). Only CUDA autocasts: on a CPU the teacher runs fp32."""
+    mp = resolve_precision(precision)
     if device.type == "cuda" and mp in ("bf16", "fp16"):
         dtype = torch.bfloat16 if mp == "bf16" else torch.float16
         return lambda: torch.autocast("cuda", dtype=dtype)

@@ -122,6 +122,18 @@ def test_a_log_setting_retrains_nothing(repo):
     restore(repo)
 
 
+def test_a_training_precision_leaves_the_pairs_alone(repo):
+    params = repo / "params.yaml"
+    data = yaml.safe_load(params.read_text())
+    data["runtime"]["mixed_precision"] = "fp16" if data["runtime"]["mixed_precision"] != "fp16" else "bf16"
+    params.write_text(yaml.safe_dump(data))
+    assert changed(repo) == {"train_lines", "train_baseline", "distill_progressive", "evaluate"}
+    data["pairs"]["mixed_precision"] = "no" if data["pairs"]["mixed_precision"] != "no" else "bf16"
+    params.write_text(yaml.safe_dump(data))
+    assert "teacher_pairs" in changed(repo)  # the pairs' own precision key
+    restore(repo)
+
+
 def test_experiment_round_trip_runs_nothing_and_reruns_succeed(repo):
     out = sh(repo, "dvc", "exp", "run", "-S", "train_lines.lr=0.0005")
     assert ran(out) == {"train_lines", "evaluate"}

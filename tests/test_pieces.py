@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 
@@ -97,3 +98,20 @@ def test_pd_round_identity_ignores_what_does_not_change_a_round(pd_setup):
         assert ident(dataclasses.replace(params, pd=dataclasses.replace(params.pd, **change))) == base, change
     for change in ({"lr": 1e-3}, {"start_steps": 8}, {"prediction": "sample"}, {"iters_per_round": 3}):
         assert ident(dataclasses.replace(params, pd=dataclasses.replace(params.pd, **change))) != base, change
+
+
+@pytest.mark.parametrize("precision", ["auto", "no", "bf16", "fp16"])
+def test_the_teacher_runs_fp32_on_a_cpu_whatever_the_precision(precision):
+    from lines_model import runtime
+
+    assert runtime.autocast_for(torch.device("cpu"), precision) is contextlib.nullcontext
+
+
+@pytest.mark.filterwarnings("ignore:CUDA is not available")
+def test_explicit_precisions_autocast_the_teacher_on_cuda():
+    from lines_model import runtime
+
+    for precision, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        ctx = runtime.autocast_for(torch.device("cuda"), precision)()  # built, not entered: no GPU needed
+        assert isinstance(ctx, torch.autocast) and ctx.fast_dtype == dtype
+    assert runtime.autocast_for(torch.device("cuda"), "no") is contextlib.nullcontext

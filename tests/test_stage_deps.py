@@ -115,3 +115,10 @@ def test_a_training_stage_reads_every_key_that_changes_its_result_and_no_log_set
     declared_keys = {p.split(".", 1)[1] for p in STAGES[name]["params"] if isinstance(p, str) and p.startswith(f"{section}.")}
     assert declared_keys == result_keys
     assert section not in STAGES[name]["params"], "the whole section would include the log settings"
+
+
+def test_the_pairs_do_not_read_the_training_precision():
+    # runtime.mixed_precision is the students' and PD's; the teacher's autocast for the pairs is
+    # pairs.mixed_precision, so a new training precision never remakes the most expensive artifact.
+    params = STAGES["teacher_pairs"]["params"]
+    assert "runtime" not in params and "runtime.mixed_precision" not in params and "pairs" in params

@@ -22,6 +22,9 @@ class PairsCfg:
     seed: int = field(min=0)  # noise of pair i comes from a generator seeded by (seed, stream, i)
     batch_size: int = field(min=1)  # teacher batch; must divide shard_size
     shard_size: int = field(min=1)  # pairs per shard file (the unit of resume and of work split)
+    # Autocast of the teacher while it makes pairs (CUDA only; auto: bf16 on CUDA, fp32 on a CPU). A key
+    # of its own, not runtime.mixed_precision: a new training precision must never remake the pairs.
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"]
 
     def validate(self, where: str) -> None:
         if self.shard_size % self.batch_size:
