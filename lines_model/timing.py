@@ -38,7 +38,7 @@ class Timing:
     probe_ms: float | None = None  # the probe's median ms per call over the same rounds; None without a probe
 
 
-# Size of machine_probe: a few tens of ms on a 2-core CPU, so it is timed like a fast generator.
+# Size of machine_probe: about 9 ms a run on a 2-core CPU, so min_sample_s repeats it like a fast generator.
 PROBE_SHAPE = (8, 64, 32, 32)
 PROBE_BLOCKS = 4
 
