@@ -65,7 +65,8 @@ def test_single_round_has_zero_iqr():
 
 def test_the_probe_ratio_cancels_a_slowdown_of_the_whole_machine():
     # The machine runs 3x slower from the fourth round on: every call in a round sleeps `factor` times
-    # its nominal time (2 ms for the generator, 8 ms for the probe), as a busy host would do to both.
+    # its nominal time (10 ms for the generator, 40 ms for the probe), as a busy host would do to both.
+    # Sleeps this long keep a wake-up delay (well under 1 ms) a small part of each ratio.
     calls = []
 
     def sleeper(ms):
@@ -75,14 +76,14 @@ def test_the_probe_ratio_cancels_a_slowdown_of_the_whole_machine():
             time.sleep(factor * ms / 1000)
         return call
 
-    out = time_interleaved({"gen": sleeper(2)}, images_per_call=2, rounds=7, warmup=1, sync=lambda: None, probe=sleeper(8))
+    out = time_interleaved({"gen": sleeper(10)}, images_per_call=2, rounds=7, warmup=1, sync=lambda: None, probe=sleeper(40))
     t = out["gen"]
     assert list(out) == ["gen"] and len(calls) == 2 * (1 + 7)
-    # 3 fast rounds and 4 slow ones: the median is a slow round's 3 ms per image, the fast ones 1 ms.
-    assert 3.0 <= t.ms_per_image < 3.0 + 1.5 and t.ms_per_image_iqr > 1.0
-    assert 24.0 <= t.probe_ms < 24.0 + 6.0
-    # Each round's ratio is (2 / 2 images) / 8 = 0.125 whatever the machine's speed.
-    assert t.probes_per_image == pytest.approx(0.125, rel=0.15)
+    # 3 fast rounds and 4 slow ones: the median is a slow round's 15 ms per image, the fast ones 5 ms.
+    assert 15.0 <= t.ms_per_image < 15.0 + 3.0 and t.ms_per_image_iqr > 5.0
+    assert 120.0 <= t.probe_ms < 120.0 + 15.0
+    # Each round's ratio is (10 / 2 images) / 40 = 0.125 whatever the machine's speed.
+    assert t.probes_per_image == pytest.approx(0.125, rel=0.1)
 
 
 def test_without_a_probe_there_is_no_probe_ratio():
