@@ -3,7 +3,7 @@
 Round by round, a student initialised from the current teacher learns to match two teacher DDIM
 steps with one (progressive.ProgressiveLoss), from pd.start_steps down to pd.end_steps. Every
 round's student is kept: `<out>/<N>step` is a diffusers folder whose scheduler config carries the
-student's prediction type. Finished rounds wait in a scratch folder keyed by what determines them,
+student's prediction type (parametrisation.student_prediction of the teacher's). Finished rounds wait in a scratch folder keyed by what determines them,
 so a killed run resumes at the round it was in; they are removed once the output is written.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from lines_model import atomic, pairs, progressive
+from lines_model import atomic, pairs, parametrisation, progressive
 from lines_model.config import Params
 from lines_model.students import load_unet, save_student
 from lines_model.hashing import fingerprint
@@ -49,7 +49,10 @@ def distill(params: Params, teacher, *, pairs_dir: str | Path, out_dir: str | Pa
     pd = params.pd
     data = CleanImages(pairs.PairStore(pairs_dir))
     sched_cfg = dict(teacher.scheduler_config)
-    student_sched_cfg = {**sched_cfg, "prediction_type": pd.prediction}
+    # Every round's student starts as a copy of the network before it, so all read the teacher's output
+    # the same way: v and x as they are, epsilon in a form that can reach an image in one step.
+    prediction = parametrisation.student_prediction(sched_cfg["prediction_type"])
+    student_sched_cfg = {**sched_cfg, "prediction_type": prediction}
     net, net_prediction = teacher.unet, sched_cfg["prediction_type"]
     scratch, done = Path(scratch_dir), {}
     for i, n in enumerate(pd.round_steps()):
@@ -60,7 +63,7 @@ def distill(params: Params, teacher, *, pairs_dir: str | Path, out_dir: str | Pa
             student = load_unet(folder, next(net.parameters()).device)
         else:
             student = copy.deepcopy(net).float().train().requires_grad_(True)
-            loss = progressive.ProgressiveLoss(net.eval().requires_grad_(False), net_prediction, pd.prediction, sched_cfg, n, pd.loss)
+            loss = progressive.ProgressiveLoss(net.eval().requires_grad_(False), net_prediction, prediction, sched_cfg, n, pd.loss)
             result = train(
                 student, loss, data, dataclasses.replace(pd, seed=pd.seed + i), params.runtime, steps=pd.iters_per_round,
                 checkpoint_dir=f"{folder}.ckpt", fingerprint_extra={"round": fp}, desc=f"pd {2 * n}->{n}",
@@ -71,7 +74,7 @@ def distill(params: Params, teacher, *, pairs_dir: str | Path, out_dir: str | Pa
             save_student(student, folder, sidecar, student_sched_cfg)
             shutil.rmtree(f"{folder}.ckpt", ignore_errors=True)
         done[n] = folder
-        net, net_prediction = student, pd.prediction
+        net, net_prediction = student, prediction
     with atomic.atomic_dir(out_dir) as tmp:
         for n, folder in done.items():
             shutil.copytree(folder, tmp / f"{n}step")

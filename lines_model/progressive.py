@@ -3,8 +3,10 @@
 A student with N DDIM steps learns to do in one step what its teacher does in two. Both run on
 the same nested grid of integer timesteps t_k = floor(T_max * k / N), k = N..1, then a last step
 to the clean image (alpha_bar = 1), so the 2N grid contains every point of the N grid. The
-student is initialised from the teacher and predicts v (or x): eps-prediction cannot represent
-the one-step map, whose target at t = T is an image, not noise.
+student is initialised from the teacher and reads the copied network in the teacher's own
+parametrisation when that is v or x, and an epsilon teacher's as "epsilon_bounded"
+(parametrisation.student_prediction): the exact eps conversion cannot represent the one-step map,
+whose target at t = T is an image, not noise.
 
 Symbols: alpha_bar(t) = prod(1 - beta); z_t = alpha_t x + sigma_t eps with alpha_t = sqrt(alpha_bar),
 sigma_t = sqrt(1 - alpha_bar).
@@ -15,6 +17,7 @@ from __future__ import annotations
 import torch
 from diffusers import DDPMScheduler
 
+from lines_model import parametrisation
 from lines_model.losses import distance
 
 
@@ -41,17 +44,15 @@ class Schedule:
         return ab.sqrt(), (1 - ab).clamp(min=0).sqrt()
 
     def to_x_eps(self, out: torch.Tensor, z: torch.Tensor, t: torch.Tensor, prediction_type: str | None = None):
-        """(x_hat, eps_hat) from a network output in its parameterisation."""
+        """(x_hat, eps_hat) from a network output in its parametrisation (parametrisation.to_x)."""
         a, s = self.alpha_sigma(t)
         kind = prediction_type or self.prediction_type
+        x = parametrisation.to_x(out, z, a, s, kind)
         if kind == "epsilon":
             eps = out
-            x = (z - s * eps) / a
         elif kind == "v_prediction":
-            x = a * z - s * out
             eps = s * z + a * out
-        else:  # "sample"
-            x = out
+        else:
             eps = (z - a * x) / s.clamp(min=1e-8)
         if self.clip:
             x = x.clamp(-self.clip_range, self.clip_range)
@@ -122,10 +123,5 @@ class ProgressiveLoss:
             a_n, s_n = sch.alpha_sigma(t_next)
             ratio = s_n / s_t
             x_tilde = torch.where(last, x2, (z_next - ratio * z_t) / (a_n - ratio * a_t))
-            eps_tilde = (z_t - a_t * x_tilde) / s_t
-        out = _call(net, z_t, t)
-        if self.student_prediction == "v_prediction":
-            target = a_t * eps_tilde - s_t * x_tilde
-        else:
-            target = x_tilde
-        return distance(out, target, self.kind)
+        target = parametrisation.output_for(x_tilde, z_t, a_t, s_t, self.student_prediction)
+        return distance(_call(net, z_t, t), target, self.kind)

@@ -11,10 +11,10 @@ two parametrisations:
   teacher timestep tau with that log-SNR (clamped to the teacher's range, so t = 0 is the last
   training timestep, where the teacher's own sampling starts), and its output is converted to
   the image with the teacher's alpha_tau, sigma_tau. For a v- or x-prediction teacher, S(X_t, t)
-  at initialisation is exactly the teacher's denoised estimate. For an epsilon teacher (such as
-  google/ddpm-cifar10-32) the conversion x = (z - sigma eps) / alpha divides by alpha ~ 0 at t = 0,
-  so, as progressive distillation does, the copied network's output is read as v instead: not the
-  teacher's estimate at initialisation, but a well-conditioned start that training corrects.
+  at initialisation is exactly the teacher's denoised estimate. An epsilon teacher (such as
+  google/ddpm-cifar10-32) is read as "epsilon_bounded" (parametrisation.py): exact where
+  alpha >= sigma (t >= 1/2), shrunk toward zero below, and z - eps_hat at t = 0, where the exact
+  conversion would divide by alpha ~ 0.
 
 A student folder is a diffusers `save_pretrained` folder of the UNet plus `lines_model.json`
 (kind, parametrisation, t_scale) and, for the teacher parametrisation, the teacher's
@@ -32,6 +32,7 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from lines_model import atomic
+from lines_model.parametrisation import student_prediction, to_x
 from lines_model.config.students import StudentCfg
 from lines_model.errors import ConfigError
 
@@ -55,8 +56,7 @@ class LinesStudent(torch.nn.Module):
             # lambda(tau) at the integer timesteps, decreasing in tau; interpolated linearly in between,
             # which is diffusers' convention (log sigma linear in t) and the pairs sampler's.
             self.register_buffer("log_snr", (0.5 * torch.log(ab / (1 - ab))).float(), persistent=False)
-            # An epsilon network is read as v (see the module docstring).
-            self.output = "sample" if s.config.prediction_type == "sample" else "v_prediction"
+            self.output = student_prediction(s.config.prediction_type)
         elif parametrisation != "direct":
             raise ValueError(f"parametrisation: {parametrisation!r} is not 'direct' or 'teacher'")
 
@@ -69,9 +69,7 @@ class LinesStudent(torch.nn.Module):
         s = torch.sqrt(t**2 + (1 - t) ** 2).view(-1, 1, 1, 1)
         z = x_t / s
         out = self.unet(z, tau).sample.float()
-        if self.output == "sample":
-            return out
-        return alpha.view(-1, 1, 1, 1) * z - sigma.view(-1, 1, 1, 1) * out
+        return to_x(out, z, alpha.view(-1, 1, 1, 1), sigma.view(-1, 1, 1, 1), self.output)
 
     def teacher_time(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(tau, alpha_tau, sigma_tau): the teacher timestep whose log-SNR is log(t / (1-t)), clamped."""

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
 from lines_model.config.training import TrainCfg
 from lines_model.errors import ConfigError
 from lines_model.typed import field
@@ -15,7 +13,6 @@ class PDCfg(TrainCfg):
     start_steps: int = field(min=2)  # teacher DDIM steps of the first round
     end_steps: int = field(min=1)  # steps of the last student
     iters_per_round: int = field(min=1)  # optimizer steps of each round, exactly
-    prediction: Literal["v_prediction", "sample"]  # student output; eps fails at few steps
 
     def validate(self, where: str) -> None:
         ratio = self.start_steps // self.end_steps
