@@ -114,7 +114,7 @@ def bench_gpu(S: dict, r: dict | None = None, save=lambda: None, device: str = "
 
     with tempfile.TemporaryDirectory(prefix="lines-bench-gpu-") as tmp:
         tmp = Path(tmp)
-        _generate(teacher, cfg, tmp, S, r, bf16, sync)
+        _generate(teacher, cfg, tmp, S, r, "bf16" if cuda else "fp32", sync)
         save()
         log(f"gpu: training the student through training.train, batch {B}")
         r["train_samples_per_s"] = _train_rate(params, random_teacher, tmp, S, False, sync)
@@ -147,7 +147,7 @@ def bench_gpu(S: dict, r: dict | None = None, save=lambda: None, device: str = "
     return r
 
 
-def _generate(teacher_unet, cfg: dict, tmp: Path, S: dict, r: dict, autocast, sync) -> None:
+def _generate(teacher_unet, cfg: dict, tmp: Path, S: dict, r: dict, precision: str, sync) -> None:
     """The teacher_pairs path end to end: seeded CPU noise, sampler under autocast, shard files with
     hashes, into tmp/pairs (read back by the training measurement). Wall clock of the whole run."""
     from lines_model.generation import generate
@@ -158,7 +158,7 @@ def _generate(teacher_unet, cfg: dict, tmp: Path, S: dict, r: dict, autocast, sy
     log(f"gpu: generation.generate, DPM-Solver++ order {order} {steps} steps, {n_pairs} pairs")
     t = Teacher(unet=teacher_unet, scheduler_config=cfg, source="random-init", folder=tmp, sha256="0" * 64)
     gen_args = dict(count=n_pairs, stream=BENCH_STREAM, sampler="dpmsolver++", steps=steps, order=order, seed=BENCH_SEED,
-                    batch_size=B, shard_size=B * 5, autocast=autocast, desc="gpu pairs")
+                    batch_size=B, shard_size=B * 5, precision=precision, desc="gpu pairs")
     generate(t, tmp / "warm", **dict(gen_args, count=B, shard_size=B))
     if sync is not None:
         sync()

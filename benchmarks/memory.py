@@ -158,7 +158,7 @@ def write_synthetic_pairs(folder: Path, count: int, shard: int, shape: tuple[int
     from lines_model import pairs
 
     m = pairs.Manifest(
-        teacher="synthetic", teacher_sha256="none", sampler="synthetic", steps=0, order=0, seed=0, stream=0,
+        teacher="synthetic", teacher_sha256="none", sampler="synthetic", steps=0, precision="fp32", order=0, seed=0, stream=0,
         count=count, shard_size=shard, sample_shape=list(shape),
     )
     folder.mkdir(parents=True, exist_ok=True)

@@ -46,9 +46,14 @@ class GeneratorSpec:
     fn: Callable[[torch.Tensor], torch.Tensor]  # noise (n, C, H, W) -> images in [-1, 1]
 
 
-def build_generators(params: Params, teacher, *, lines_dir, baseline_dir, pd_dir, device) -> tuple[list[GeneratorSpec], torch.nn.Module]:
+def build_generators(
+    params: Params, teacher, *, lines_dir, baseline_dir, pd_dir, device, pairs_precision: str = "fp32"
+) -> tuple[list[GeneratorSpec], torch.nn.Module]:
     """The generators of evaluate.json, teacher first (its speed is the speedup's denominator), and
     the Lines student (for the trajectory figure).
+
+    The teacher row runs at the precision its pairs were made at (the held-out manifest's), so its
+    MSE against its own pairs is 0 on every device.
 
     Besides the pairs sampler, the teacher also runs as DDIM on progressive distillation's nested
     grid at pd.start_steps: the sampler whose two steps PD's first round distils into one.
@@ -57,7 +62,13 @@ def build_generators(params: Params, teacher, *, lines_dir, baseline_dir, pd_dir
     t_unet = runtime.prepare_inference(teacher.unet, device, rt_cfg)
     sched_cfg = teacher.scheduler_config
     sample = samplers.teacher_sampler(p.sampler)
-    specs = [GeneratorSpec("teacher", p.steps, lambda n: sample(t_unet, sched_cfg, n, p.steps, order=p.order, lambda_min=p.lambda_min))]
+    autocast = runtime.autocast_at(device, pairs_precision)
+
+    def teacher_fn(n: torch.Tensor) -> torch.Tensor:
+        with autocast():
+            return sample(t_unet, sched_cfg, n, p.steps, order=p.order, lambda_min=p.lambda_min).float()
+
+    specs = [GeneratorSpec("teacher", p.steps, teacher_fn)]
     k0 = params.pd.start_steps
     specs.append(GeneratorSpec(f"teacher_ddim{k0}", k0, lambda n: progressive.sample(t_unet, sched_cfg, n, k0)))
     lines, _ = load_student(lines_dir, device)

@@ -9,7 +9,6 @@ a killed run resumes from the scratch folder, and the output is never a resumabl
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from lines_model import atomic, noise, pairs, progress
+from lines_model import atomic, noise, pairs, progress, runtime
 from lines_model.samplers import teacher_sampler
 from lines_model.teachers import Teacher
 from lines_model.hashing import fingerprint
@@ -66,16 +65,18 @@ def generate(
     rank: int = 0,
     world_size: int = 1,
     barrier=lambda: None,
-    autocast=contextlib.nullcontext,
+    precision: str = "fp32",
     desc: str = "pairs",
     scratch_dir: str | Path | None = None,
 ) -> pairs.Manifest:
-    """Make `count` pairs in `out` (in place, or through `scratch_dir`; see the module docstring)."""
+    """Make `count` pairs in `out` (in place, or through `scratch_dir`; see the module docstring),
+    the teacher running at `precision` ("fp32" | "bf16" | "fp16", recorded in the manifest)."""
     want = pairs.Manifest(
         teacher=teacher.source,
         teacher_sha256=teacher.sha256,
         sampler=sampler,
         steps=steps,
+        precision=precision,
         order=order if sampler == "dpmsolver++" else 0,
         lambda_min=lambda_min if sampler == "dpmsolver++" else None,
         seed=seed,
@@ -99,6 +100,7 @@ def generate(
     barrier()
 
     sample = teacher_sampler(sampler)
+    autocast = runtime.autocast_at(next(teacher.unet.parameters()).device, precision)
     mine = [j for j in range(want.num_shards) if j % world_size == rank]
     todo = [j for j in mine if not shard_done(out, want, j)]
     total = sum(len(want.shard_range(j)) for j in todo)

@@ -1,7 +1,7 @@
 """Pair storage: (noise N, clean C) pairs in fixed-size shards of raw .npy files.
 
 Layout of a pairs folder:
-    manifest.json             teacher identity, sampler, steps, seed, stream, counts, shard hashes
+    manifest.json             teacher identity, sampler, steps, precision, seed, stream, counts, shard hashes
     shard-00000.noise.npy     float32 (shard_size, C, H, W)
     shard-00000.clean.npy     float32 (shard_size, C, H, W), in [-1, 1]
 
@@ -27,7 +27,7 @@ from lines_model.errors import ConfigError, PairsError
 from lines_model.hashing import hash_files
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the teacher's precision is recorded
 
 
 @dataclass
@@ -42,6 +42,9 @@ class Manifest:
     count: int  # pairs this folder must hold when complete
     shard_size: int
     sample_shape: list[int]
+    # What the teacher ran at ("fp32" | "bf16" | "fp16"; runtime.inference_precision): part of the
+    # shards' identity, so a resume never mixes precisions, and the evaluation's teacher row runs at it.
+    precision: str
     lambda_min: float | None = None  # DPM-Solver++'s log-SNR grid start (samplers.log_snr_grid)
     shards: dict[str, str] = field(default_factory=dict)  # shard file stem -> sha256 of its two files
     format: int = FORMAT_VERSION
@@ -70,7 +73,12 @@ def read_manifest(folder: Path) -> Manifest:
     if not path.exists():
         raise PairsError(f"{path}: missing; run the teacher_pairs stage first")
     try:
-        return Manifest(**json.loads(path.read_text()))
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON {type(data).__name__}, not an object")
+        if data.get("format") != FORMAT_VERSION:
+            raise TypeError(f"format {data.get('format')!r}, this code reads {FORMAT_VERSION}; rerun the teacher_pairs stage")
+        return Manifest(**data)
     except (json.JSONDecodeError, TypeError) as e:
         raise PairsError(f"{path}: not a valid pairs manifest ({e})") from None
 

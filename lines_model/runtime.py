@@ -54,14 +54,24 @@ def state() -> PartialState:
     return PartialState(cpu=_cpu_only())
 
 
-def autocast_for(device: torch.device, precision: str):
-    """A context manager factory for inference autocast at `precision` (`auto` | `no` | `bf16` |
-    `fp16`; bf16 on CUDA under `auto`). Only CUDA autocasts: on a CPU the teacher runs fp32."""
+def inference_precision(device: torch.device, precision: str) -> str:
+    """What a network runs at under the setting `precision` (`auto` | `no` | `bf16` | `fp16`):
+    "bf16" or "fp16" only on CUDA (bf16 under `auto`); "fp32" on a CPU, which never autocasts here."""
     mp = resolve_precision(precision)
-    if device.type == "cuda" and mp in ("bf16", "fp16"):
-        dtype = torch.bfloat16 if mp == "bf16" else torch.float16
-        return lambda: torch.autocast("cuda", dtype=dtype)
-    return contextlib.nullcontext
+    return mp if device.type == "cuda" and mp in ("bf16", "fp16") else "fp32"
+
+
+def autocast_at(device: torch.device, precision: str):
+    """A context manager factory that runs inference at `precision` ("fp32" | "bf16" | "fp16")."""
+    if precision == "fp32":
+        return contextlib.nullcontext
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return lambda: torch.autocast(device.type, dtype=dtype)
+
+
+def autocast_for(device: torch.device, precision: str):
+    """`autocast_at` for a setting (`auto` | `no` | `bf16` | `fp16`): only CUDA autocasts."""
+    return autocast_at(device, inference_precision(device, precision))
 
 
 def prepare_inference(model: torch.nn.Module, device: torch.device, cfg: RuntimeCfg) -> torch.nn.Module:

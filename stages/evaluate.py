@@ -18,9 +18,11 @@ def main(params) -> None:
     preflight.check(params)
     runtime.set_threads(params.runtime)
     device = runtime.state().device
-    noise, teacher_images, reference = pairs.PairStore("data/heldout").split(e.count, e.reference)
+    heldout = pairs.PairStore("data/heldout")
+    noise, teacher_images, reference = heldout.split(e.count, e.reference)
     teacher = load_teacher(params.teacher.model, params.teacher.revision, device=device)
-    specs, lines = evaluation.build_generators(params, teacher, lines_dir="models/lines", baseline_dir="models/baseline", pd_dir="models/pd", device=device)
+    specs, lines = evaluation.build_generators(params, teacher, lines_dir="models/lines", baseline_dir="models/baseline", pd_dir="models/pd",
+                                               device=device, pairs_precision=heldout.manifest.precision)
     data = {}
     if e.data_reference:
         data = dict(data_reference=fidelity.load_reference_images(e.data_reference), data_noise=evaluation.data_noise(e.data_count, noise.shape[1:], params.pairs.seed))

@@ -21,7 +21,7 @@ def main(params) -> None:
     common = dict(
         sampler=p.sampler, steps=p.steps, order=p.order, lambda_min=p.lambda_min, seed=p.seed, batch_size=p.batch_size,
         shard_size=p.shard_size, rank=st.process_index, world_size=st.num_processes, barrier=st.wait_for_everyone,
-        autocast=runtime.autocast_for(st.device, p.mixed_precision), scratch_dir="scratch",
+        precision=runtime.inference_precision(st.device, p.mixed_precision), scratch_dir="scratch",
     )
     generation.generate(teacher, "data/pairs", count=p.count, stream=noise.TRAIN, desc="train pairs", **common)
     generation.generate(teacher, "data/heldout", count=p.heldout, stream=noise.HELDOUT, desc="held-out pairs", **common)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -11,7 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from lines_model import generation, noise, pairs
+from conftest import shipped_params
+from lines_model import evaluation, generation, noise, pairs
+from lines_model.students import init_student, save_student
 from lines_model.teachers import load_teacher
 
 KW = dict(sampler="dpmsolver++", steps=3, order=2, seed=7, batch_size=10, shard_size=20)
@@ -124,3 +127,51 @@ def test_two_processes_write_the_same_shards(tiny_teacher, tmp_path):
     assert "[rank 1]" in r.stderr  # two processes really split the shards
     assert _bytes(tmp_path / "one") == _bytes(tmp_path / "two")
     assert json.loads((tmp_path / "one" / "manifest.json").read_text()) == json.loads((tmp_path / "two" / "manifest.json").read_text())
+
+
+def test_the_manifest_records_the_precision_and_a_resume_never_mixes_precisions(teacher, tmp_path):
+    """bf16 pairs (CPU autocast here) differ from fp32 ones; the manifest says which, and a folder made at one
+    precision is not continued at the other: its shards are all remade."""
+    fp32 = generation.generate(teacher, tmp_path / "p", count=40, stream=noise.TRAIN, **KW)
+    assert fp32.precision == "fp32" and pairs.read_manifest(tmp_path / "p").precision == "fp32"
+    bf16 = generation.generate(teacher, tmp_path / "p", count=40, stream=noise.TRAIN, precision="bf16", **KW)
+    assert pairs.read_manifest(tmp_path / "p").precision == "bf16"
+    assert fp32.identity() != bf16.identity()
+    assert set(bf16.shards.values()).isdisjoint(fp32.shards.values())
+    again = generation.generate(teacher, tmp_path / "p", count=40, stream=noise.TRAIN, **KW)
+    assert again.shards == fp32.shards
+
+
+def test_a_manifest_of_another_format_is_refused_with_the_fix(teacher, tmp_path):
+    generation.generate(teacher, tmp_path / "p", count=20, stream=noise.TRAIN, **KW)
+    path = tmp_path / "p" / pairs.MANIFEST
+    data = json.loads(path.read_text())
+    del data["precision"]
+    data["format"] = 1
+    path.write_text(json.dumps(data))
+    with pytest.raises(pairs.PairsError, match=r"manifest.json: not a valid pairs manifest \(format 1, this code reads 2; rerun the teacher_pairs stage\)"):
+        pairs.PairStore(tmp_path / "p")
+
+
+def test_the_evaluations_teacher_row_runs_at_the_pairs_precision(teacher, tmp_path):
+    """The teacher row reproduces its own held-out pairs exactly (MSE 0) whatever precision made them."""
+    params = shipped_params()
+    params = dataclasses.replace(params, pairs=dataclasses.replace(params.pairs, **KW), evaluate=dataclasses.replace(params.evaluate, pd_steps=()))
+    for precision in ("fp32", "bf16"):
+        generation.generate(teacher, tmp_path / precision, count=8, stream=noise.HELDOUT, precision=precision, **KW)
+        n, c = pairs.PairStore(tmp_path / precision).take(range(8))
+        spec = _teacher_spec(params, teacher, tmp_path, precision)
+        torch.testing.assert_close(spec.fn(n).clamp(-1, 1), c, rtol=0, atol=0)
+    # fp32 generation compared with bf16 pairs is not exact: the row's precision matters.
+    n, c = pairs.PairStore(tmp_path / "bf16").take(range(8))
+    assert not torch.equal(_teacher_spec(params, teacher, tmp_path, "fp32").fn(n).clamp(-1, 1), c)
+
+
+def _teacher_spec(params, teacher, tmp_path, precision):
+    s = init_student(dataclasses.replace(params.student, init="teacher"), (3, 16, 16), teacher)
+    for kind in ("lines", "baseline"):
+        save_student(s, tmp_path / kind, {"kind": kind})
+    specs, _ = evaluation.build_generators(params, teacher, lines_dir=tmp_path / "lines", baseline_dir=tmp_path / "baseline",
+                                           pd_dir=tmp_path / "pd", device=torch.device("cpu"), pairs_precision=precision)
+    assert specs[0].name == "teacher"
+    return specs[0]
