@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lines_model import evaluation, pairs, samplers
+from lines_model import evaluation, pairs, runtime, samplers
 from lines_model.config import Params, to_dict
-from lines_model.hashing import fingerprint
+from lines_model.provenance import scratch_key
 from lines_model.imaging import to_unit
 from lines_model.student_training import train_student
 from lines_model.students import load_student
@@ -77,9 +77,11 @@ def replicate(params: Params, seed: int, work: Path, *, models: Path, data: Path
 def replicate_key(params: Params, data: Path) -> str:
     """What the students of one replicate are a function of: settings, teacher, pairs and subset."""
     inputs = [data / "pairs" / "manifest.json", data / "subset.json"]
-    return fingerprint({"teacher": to_dict(params.teacher), "student": to_dict(params.student),
-                        "lines": params.train_lines.result_identity(), "baseline": params.train_baseline.result_identity(),
-                        "inputs": [f.read_text() if f.exists() else None for f in inputs]})
+    settings = {"teacher": to_dict(params.teacher), "student": to_dict(params.student),
+                "lines": params.train_lines.result_identity(), "baseline": params.train_baseline.result_identity(),
+                "inputs": [f.read_text() if f.exists() else None for f in inputs]}
+    return scratch_key(settings, entry=__file__, sections=("teacher", "student", "train_lines", "train_baseline", "evaluate", "runtime"),
+                       precision=runtime.mixed_precision(params.runtime))
 
 
 def mean_se(values: list[float]) -> dict[str, float]:

@@ -19,7 +19,7 @@ import torch
 from lines_model import atomic, noise, pairs, progress, runtime
 from lines_model.samplers import teacher_sampler
 from lines_model.teachers import Teacher
-from lines_model.hashing import fingerprint
+from lines_model.provenance import scratch_key
 
 _SHARD_FILE = re.compile(r"^shard-\d{5}\.(noise\.npy|clean\.npy|sha256)$")
 
@@ -86,7 +86,8 @@ def generate(
         sample_shape=list(teacher.sample_shape),
     )
     final = Path(out)
-    out = final if scratch_dir is None else Path(scratch_dir) / f"{final.name}-{fingerprint(want.identity())}"
+    key = scratch_key(want.identity(), entry=__file__, precision=precision)
+    out = final if scratch_dir is None else Path(scratch_dir) / f"{final.name}-{key}"
     out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
         try:

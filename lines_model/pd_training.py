@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from lines_model import atomic, pairs, parametrisation, progressive
+from lines_model import atomic, pairs, parametrisation, progressive, runtime
 from lines_model.config import Params
 from lines_model.students import load_unet, save_student
-from lines_model.hashing import fingerprint
+from lines_model.provenance import scratch_key
 from lines_model.training import train
 
 
@@ -56,7 +56,8 @@ def distill(params: Params, teacher, *, pairs_dir: str | Path, out_dir: str | Pa
     net, net_prediction = teacher.unet, sched_cfg["prediction_type"]
     scratch, done = Path(scratch_dir), {}
     for i, n in enumerate(pd.round_steps()):
-        fp = fingerprint(round_identity(params, teacher.sha256, data.store.manifest.shards, n))
+        fp = scratch_key(round_identity(params, teacher.sha256, data.store.manifest.shards, n), entry=__file__,
+                         sections=("teacher", "pd", "runtime"), precision=runtime.mixed_precision(params.runtime))
         folder = scratch / f"pd-{n}step-{fp}"
         if (folder / "diffusion_pytorch_model.safetensors").exists():
             print(f"round {2 * n} -> {n} steps: already done ({folder})")

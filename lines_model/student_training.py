@@ -20,6 +20,7 @@ from lines_model.config.students import BaselineCfg
 from lines_model.losses import BaselineLoss, LinesLoss
 from lines_model.students import init_student, save_student
 from lines_model.hashing import fingerprint
+from lines_model.provenance import scratch_key
 from lines_model.training import train
 
 PROGRESS_GRIDS = 4  # sample grids kept in the training log: evenly spaced epochs, the last included
@@ -65,9 +66,11 @@ def train_student(
     heldout = pairs.PairStore(heldout_dir)
     torch.manual_seed(cfg.seed)
     model = init_student(params.student, tuple(data.manifest.sample_shape), teacher)
-    identity = {"kind": kind, "student": to_dict(params.student), "pairs": data.manifest.shards, "indices": fingerprint(indices),
-                "teacher": teacher.sha256 if params.student.init == "teacher" else None}
-    ckpt_dir = Path(scratch_dir) / f"{kind}-{fingerprint({'train': cfg.result_identity(), **identity})}"
+    settings = {"kind": kind, "train": cfg.result_identity(), "student": to_dict(params.student), "pairs": data.manifest.shards,
+              "indices": fingerprint(indices), "teacher": teacher.sha256 if params.student.init == "teacher" else None}
+    key = scratch_key(settings, entry=__file__, sections=("teacher", "student", f"train_{kind}", "runtime"),
+                      precision=runtime.mixed_precision(params.runtime))
+    ckpt_dir = Path(scratch_dir) / f"{kind}-{key}"
     main_process = runtime.state().is_main_process
     live = Live(str(live_dir), save_dvc_exp=False, dvcyaml=None) if main_process else None
     fixed_noise, _ = heldout.take(range(min(PROGRESS_IMAGES, len(heldout))))
@@ -80,7 +83,7 @@ def train_student(
 
     result = train(
         model, loss_fn, data, cfg, params.runtime, epochs=cfg.epochs, checkpoint_dir=ckpt_dir,
-        fingerprint_extra=identity, live=live, on_epoch_end=on_epoch_end, desc=kind,
+        fingerprint_extra={"key": key}, live=live, on_epoch_end=on_epoch_end, desc=kind,
     )
     if not main_process:
         return

@@ -134,10 +134,13 @@ def train(
     lr_at = warmup_cosine(cfg.warmup_steps, steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
-    identity = {"train": cfg.result_identity(), "steps": steps, **fingerprint_extra, "world": acc.num_processes}
+    identity = {"train": cfg.result_identity(), "steps": steps, **fingerprint_extra, "world": acc.num_processes,
+                "precision": rt.mixed_precision(runtime)}
     ckpt = Checkpoint(checkpoint_dir, fingerprint(identity))
     resumed = ckpt.load(model, ema, opt, sched)
     step, losses = resumed if resumed else (0, [])
+    if resumed and acc.is_main_process:
+        print(f"{desc}: resuming at step {step} of {steps} from {checkpoint_dir}", flush=True)
     ema.to(device)
     net, opt = acc.prepare(model, opt)
     if runtime.compile and device.type == "cuda":
