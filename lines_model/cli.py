@@ -7,7 +7,7 @@ import sys
 from typing import Callable
 
 from lines_model.config import Params, load_params
-from lines_model.errors import ConfigError, PairsError, TeacherError, TrainingDiverged
+from lines_model.errors import InputError, TrainingDiverged
 
 
 def run_stage(main: Callable[[Params], None], description: str) -> None:
@@ -18,7 +18,7 @@ def run_stage(main: Callable[[Params], None], description: str) -> None:
     args = p.parse_args()
     try:
         main(load_params(args.params))
-    except (ConfigError, PairsError, TeacherError, FileNotFoundError) as e:
+    except (InputError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except TrainingDiverged as e:

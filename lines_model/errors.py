@@ -5,15 +5,20 @@ not on every module that can raise.
 """
 
 
-class ConfigError(ValueError):
+class InputError(Exception):
+    """A value or file the pipeline reads cannot be used; the message names the key or the file and
+    what is wrong with it. Entry points report it as one line and exit 2."""
+
+
+class ConfigError(InputError, ValueError):
     """A params key is unknown, mistyped or out of range; the message names the key."""
 
 
-class PairsError(RuntimeError):
+class PairsError(InputError, RuntimeError):
     """A pairs folder is missing, incomplete or inconsistent; the message names the file."""
 
 
-class TeacherError(RuntimeError):
+class TeacherError(InputError, RuntimeError):
     """The teacher could not be found or loaded; the message says which file and how to fix it."""
 
 

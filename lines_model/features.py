@@ -19,9 +19,11 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from lines_model import atomic, shapes
+from lines_model.errors import InputError
+from lines_model.files import load_safetensors, read_json
 from lines_model.typed import ConfigError, field, from_dict
 
 WEIGHTS_FILE = "model.safetensors"
@@ -177,9 +179,12 @@ def load_feature_net(folder: str | Path = DEFAULT_FEATURE_DIR, map_location: str
         )
     if not config.is_file():
         raise FileNotFoundError(f"feature net config not found: {config}")
-    cfg = from_dict(FeatureNetConfig, json.loads(config.read_text()), str(config))
+    cfg = from_dict(FeatureNetConfig, read_json(config, "the feature net's config"), str(config))
     model = ShapesFeatureNet(**asdict(cfg))
-    model.load_state_dict(load_file(str(weights), device=str(map_location)), strict=True)
+    try:
+        model.load_state_dict(load_safetensors(weights, device=str(map_location)), strict=True)
+    except RuntimeError as e:  # missing, unexpected or mis-shaped tensors
+        raise InputError(f"{weights}: does not fit the feature net of {config} ({str(e).splitlines()[0]})") from None
     model.to(map_location)
     model.eval().requires_grad_(False)
     return model

@@ -8,13 +8,13 @@ Every failure is a ConfigError naming the key.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from diffusers import DDPMScheduler
 
 from lines_model.config import Params
 from lines_model.errors import ConfigError
+from lines_model.files import read_json
 from lines_model.samplers import log_snr
 from lines_model.teachers import read_configs
 
@@ -40,7 +40,9 @@ def check(params: Params) -> None:
         folder = Path(e.feature_dir)
         if not (folder / "config.json").exists():
             raise ConfigError(f"evaluate.feature_dir: {folder / 'config.json'} not found")
-        net_size = json.loads((folder / "config.json").read_text())["image_size"]
+        net_size = read_json(folder / "config.json", "the shapes feature net's config").get("image_size")
+        if not isinstance(net_size, int):
+            raise ConfigError(f"evaluate.feature_dir: {folder / 'config.json'} gives no image_size; not a shapes feature net's config")
         if net_size != size:
             raise ConfigError(f"evaluate.feature_extractor: shapes-features takes {net_size}x{net_size} images, the teacher makes {size}x{size}")
     for key, path in (("evaluate.feature_weights", e.feature_weights), ("evaluate.data_reference", e.data_reference)):

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from lines_model import noise as noise_mod, plots, progressive, samplers
+from lines_model.errors import InputError
 from lines_model.students import load_scheduler_config, load_student, load_unet, read_sidecar
 
 
@@ -26,13 +27,15 @@ def sampler_for(folder: str | Path, steps: int | None, device="cpu"):
     meta = read_sidecar(folder)
     kind = meta.get("kind")
     if kind == "progressive":
-        own = meta["steps"]
+        own = meta.get("steps")
+        if not isinstance(own, int) or own < 1:
+            raise InputError(f"{Path(folder) / 'lines_model.json'}: steps {own!r} is not a progressive-distillation student's")
         if steps not in (None, own):
             raise ValueError(f"--steps: this progressive-distillation student samples in exactly {own} steps")
         net, cfg = load_unet(folder, device), load_scheduler_config(folder)
         return (lambda n: progressive.sample(net, cfg, n, own)), net.config, own
     if kind not in ("lines", "baseline"):
-        raise ValueError(f"{folder}: unknown student kind {kind!r}")
+        raise InputError(f"{folder}: unknown student kind {kind!r}")
     if kind == "baseline" and steps not in (None, 1):
         raise ValueError("--steps: the baseline student is trained at t = 0 only and samples in 1 step")
     k = steps or 1
@@ -57,7 +60,7 @@ def main(argv=None) -> None:
         p.error("-n: must be >= 1")
     try:
         fn, cfg, k = sampler_for(args.folder, args.steps, args.device)
-    except (FileNotFoundError, ValueError) as e:
+    except (InputError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     size = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]

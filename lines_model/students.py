@@ -34,7 +34,8 @@ from diffusers import DDPMScheduler, UNet2DModel
 from lines_model import atomic
 from lines_model.parametrisation import student_prediction, to_x
 from lines_model.config.students import StudentCfg
-from lines_model.errors import ConfigError
+from lines_model.errors import ConfigError, InputError
+from lines_model.files import read_json
 
 SIDECAR = "lines_model.json"  # kind, parametrisation and the resolved config that made the folder
 SCHEDULER_FILE = "scheduler_config.json"
@@ -132,33 +133,40 @@ def save_student(model: torch.nn.Module, folder: str | Path, sidecar: dict, sche
 
 def read_sidecar(folder: str | Path) -> dict:
     path = Path(folder) / SIDECAR
+    if not Path(folder).is_dir():
+        raise InputError(f"{folder}: not a folder; expected a student folder (models/lines, models/baseline, models/pd/<N>step)")
     if not path.exists():
-        raise FileNotFoundError(f"{path}: missing; not a student folder made by this project")
-    return json.loads(path.read_text())
+        raise InputError(f"{path}: missing; not a student folder made by this project")
+    return read_json(path, "a student's lines_model.json")
 
 
 def load_unet(folder: str | Path, device="cpu") -> UNet2DModel:
     folder = Path(folder)
-    if not (folder / "diffusion_pytorch_model.safetensors").exists():
-        raise FileNotFoundError(f"{folder / 'diffusion_pytorch_model.safetensors'}: missing student weights; run its training stage")
-    return UNet2DModel.from_pretrained(folder, use_safetensors=True).to(device).eval().requires_grad_(False)
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    if not weights.exists():
+        raise InputError(f"{weights}: missing student weights; run its training stage")
+    read_json(folder / "config.json", "the student's UNet2DModel config")
+    try:
+        unet = UNet2DModel.from_pretrained(folder, use_safetensors=True)
+    except Exception as e:  # a damaged weights file, or weights that do not fit the config
+        raise InputError(f"{weights}: could not load the student's weights ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    return unet.to(device).eval().requires_grad_(False)
 
 
 def load_scheduler_config(folder: str | Path) -> dict:
-    path = Path(folder) / SCHEDULER_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: missing; the student needs its noise schedule")
-    return json.loads(path.read_text())
+    return read_json(Path(folder) / SCHEDULER_FILE, "the student's noise schedule (a DDPMScheduler config)")
 
 
 def load_student(folder: str | Path, device="cpu") -> tuple[LinesStudent, dict]:
     """A Lines or baseline student folder -> (LinesStudent in eval mode, sidecar)."""
     meta = read_sidecar(folder)
     if meta.get("kind") not in ("lines", "baseline"):
-        raise ValueError(f"{folder}: a {meta.get('kind')!r} student, not a Lines or baseline one")
-    param = meta["parametrisation"]
+        raise InputError(f"{folder}: a {meta.get('kind')!r} student, not a Lines or baseline one")
+    param = meta.get("parametrisation")
+    if param not in ("direct", "teacher") or (param == "direct" and not isinstance(meta.get("t_scale"), (int, float))):
+        raise InputError(f"{Path(folder) / SIDECAR}: parametrisation {param!r} / t_scale {meta.get('t_scale')!r} is not a student's")
     sched = load_scheduler_config(folder) if param == "teacher" else None
-    student = LinesStudent(load_unet(folder, device), param, t_scale=meta["t_scale"], scheduler_config=sched)
+    student = LinesStudent(load_unet(folder, device), param, t_scale=meta.get("t_scale"), scheduler_config=sched)
     return student.to(device).eval().requires_grad_(False), meta
 
 

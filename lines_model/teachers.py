@@ -17,6 +17,7 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from lines_model.errors import TeacherError
+from lines_model.files import read_json
 
 
 _WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
@@ -98,8 +99,8 @@ def read_configs(model: str, revision: str | None = None) -> tuple[dict, dict]:
     path = sched_dir / "scheduler_config.json"
     if not path.exists():
         raise TeacherError(f"{path}: missing; the teacher's noise schedule is needed to sample")
-    sched = dict(DDPMScheduler.from_config(json.loads(path.read_text())).config)
-    return json.loads((unet_dir / "config.json").read_text()), sched
+    sched = dict(DDPMScheduler.from_config(read_json(path, "the teacher's DDPMScheduler config")).config)
+    return read_json(unet_dir / "config.json", "the teacher's UNet2DModel config"), sched
 
 
 def load_teacher(model: str, revision: str | None = None, device: str | torch.device = "cpu") -> Teacher:
@@ -110,7 +111,8 @@ def load_teacher(model: str, revision: str | None = None, device: str | torch.de
         raise TeacherError(f"{unet_dir}: no weights: expected {_WEIGHT_FILES[0]} (or {_WEIGHT_FILES[1]})")
     if not (sched_dir / "scheduler_config.json").exists():
         raise TeacherError(f"{sched_dir / 'scheduler_config.json'}: missing; the teacher's noise schedule is needed to sample")
-    cfg = json.loads((unet_dir / "config.json").read_text())
+    cfg = read_json(unet_dir / "config.json", "the teacher's UNet2DModel config")
+    read_json(sched_dir / "scheduler_config.json", "the teacher's DDPMScheduler config")  # refused here, not in diffusers
     if cfg.get("_class_name", "UNet2DModel") != "UNet2DModel":
         raise TeacherError(f"{unet_dir / 'config.json'}: _class_name is {cfg.get('_class_name')!r}; only UNet2DModel teachers are supported")
     use_st = weights[0].suffix == ".safetensors"
