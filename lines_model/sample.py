@@ -19,6 +19,7 @@ import torch
 
 from lines_model import noise as noise_mod, plots, progressive, samplers
 from lines_model.errors import InputError
+from lines_model.imaging import to_unit
 from lines_model.students import load_scheduler_config, load_student, load_unet, read_sidecar
 
 
@@ -66,7 +67,7 @@ def main(argv=None) -> None:
     size = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]
     z = noise_mod.noise_for(range(args.n), (cfg.in_channels, size, size), args.seed, noise_mod.EVAL)
     with torch.no_grad():
-        images = ((fn(z).float().cpu() + 1) / 2).clamp(0, 1)
+        images = to_unit(fn(z).cpu())
     if args.single:
         for i, x in enumerate(images):
             plots.save_grid(x[None], args.out / f"{i:05d}.png", nrow=1, padding=0)

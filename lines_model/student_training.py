@@ -20,6 +20,7 @@ from lines_model.config.students import BaselineCfg
 from lines_model.losses import BaselineLoss, LinesLoss
 from lines_model.students import init_student, save_student
 from lines_model.hashing import fingerprint
+from lines_model.imaging import to_unit
 from lines_model.provenance import scratch_key
 from lines_model.training import train
 
@@ -79,7 +80,7 @@ def train_student(
     def on_epoch_end(epoch: int, ema_model) -> None:
         if epoch in grid_epochs:
             images = samplers.lines_sample(ema_model, fixed_noise, 1)
-            plots.save_grid(((images + 1) / 2).clamp(0, 1).cpu(), Path(live.plots_dir) / "images" / f"samples_epoch_{epoch:03d}.png", nrow=8)
+            plots.save_grid(to_unit(images.cpu()), Path(live.plots_dir) / "images" / f"samples_epoch_{epoch:03d}.png", nrow=8)
 
     result = train(
         model, loss_fn, data, cfg, params.runtime, epochs=cfg.epochs, checkpoint_dir=ckpt_dir,

@@ -33,6 +33,7 @@ from diffusers import DDPMScheduler, UNet2DModel
 
 from lines_model import atomic
 from lines_model.parametrisation import student_prediction, to_x
+from lines_model.samplers import log_snr
 from lines_model.config.students import StudentCfg
 from lines_model.errors import ConfigError, InputError
 from lines_model.files import read_json
@@ -53,10 +54,9 @@ class LinesStudent(torch.nn.Module):
             if scheduler_config is None:
                 raise ValueError("scheduler_config: the teacher parametrisation needs the teacher's noise schedule")
             s = DDPMScheduler.from_config(scheduler_config)
-            ab = s.alphas_cumprod.double()
             # lambda(tau) at the integer timesteps, decreasing in tau; interpolated linearly in between,
             # which is diffusers' convention (log sigma linear in t) and the pairs sampler's.
-            self.register_buffer("log_snr", (0.5 * torch.log(ab / (1 - ab))).float(), persistent=False)
+            self.register_buffer("log_snr", torch.from_numpy(log_snr(s.alphas_cumprod)).float(), persistent=False)
             self.output = student_prediction(s.config.prediction_type)
         elif parametrisation != "direct":
             raise ValueError(f"parametrisation: {parametrisation!r} is not 'direct' or 'teacher'")

@@ -8,7 +8,6 @@ pipeline layout (unet/ and scheduler/ subfolders) are accepted. Weights load fro
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from diffusers import DDPMScheduler, UNet2DModel
 
 from lines_model.errors import TeacherError
 from lines_model.files import read_json
+from lines_model.hashing import hash_files
 
 
 _WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
@@ -83,14 +83,8 @@ def resolve(model: str, revision: str | None = None) -> Path:
 
 def content_hash(folder: Path) -> str:
     unet_dir, sched_dir = _layout(folder)
-    h = hashlib.sha256()
-    for f in [unet_dir / "config.json", *[unet_dir / w for w in _WEIGHT_FILES], sched_dir / "scheduler_config.json"]:
-        if f.exists():
-            h.update(f.name.encode())
-            with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-    return h.hexdigest()
+    files = [unet_dir / "config.json", *[unet_dir / w for w in _WEIGHT_FILES], sched_dir / "scheduler_config.json"]
+    return hash_files(*(f for f in files if f.exists()), named=True)
 
 
 def read_configs(model: str, revision: str | None = None) -> tuple[dict, dict]:
