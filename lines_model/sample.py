@@ -17,33 +17,9 @@ from pathlib import Path
 
 import torch
 
-from lines_model import noise as noise_mod, plots, progressive, samplers
+from lines_model import generators, noise as noise_mod, plots
 from lines_model.errors import InputError
 from lines_model.imaging import to_unit
-from lines_model.students import load_scheduler_config, load_student, load_unet, read_sidecar
-
-
-def sampler_for(folder: str | Path, steps: int | None, device="cpu"):
-    """(noise -> images in [-1, 1], sample shape, steps used) for a student folder."""
-    meta = read_sidecar(folder)
-    kind = meta.get("kind")
-    if kind == "progressive":
-        own = meta.get("steps")
-        if not isinstance(own, int) or own < 1:
-            raise InputError(f"{Path(folder) / 'lines_model.json'}: steps {own!r} is not a progressive-distillation student's")
-        if steps not in (None, own):
-            raise ValueError(f"--steps: this progressive-distillation student samples in exactly {own} steps")
-        net, cfg = load_unet(folder, device), load_scheduler_config(folder)
-        return (lambda n: progressive.sample(net, cfg, n, own)), net.config, own
-    if kind not in ("lines", "baseline"):
-        raise InputError(f"{folder}: unknown student kind {kind!r}")
-    if kind == "baseline" and steps not in (None, 1):
-        raise ValueError("--steps: the baseline student is trained at t = 0 only and samples in 1 step")
-    k = steps or 1
-    if k < 1:
-        raise ValueError(f"--steps: must be >= 1, got {k}")
-    student, _ = load_student(folder, device)
-    return (lambda n: samplers.lines_sample(student, n, k)), student.unet.config, k
 
 
 def main(argv=None) -> None:
@@ -60,14 +36,14 @@ def main(argv=None) -> None:
     if args.n < 1:
         p.error("-n: must be >= 1")
     try:
-        fn, cfg, k = sampler_for(args.folder, args.steps, args.device)
-    except (InputError, FileNotFoundError, ValueError) as e:
+        g = generators.load(args.folder, steps=args.steps, device=args.device)
+    except (InputError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    size = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]
-    z = noise_mod.noise_for(range(args.n), (cfg.in_channels, size, size), args.seed, noise_mod.EVAL)
+    k = g.nfe
+    z = noise_mod.noise_for(range(args.n), g.sample_shape, args.seed, noise_mod.EVAL)
     with torch.no_grad():
-        images = to_unit(fn(z).cpu())
+        images = to_unit(g(z).cpu())
     if args.single:
         for i, x in enumerate(images):
             plots.save_grid(x[None], args.out / f"{i:05d}.png", nrow=1, padding=0)

@@ -62,7 +62,8 @@ def test_pd_student_samples_in_its_own_steps(folders, tmp_path):
 def test_errors_are_one_line_naming_the_problem(folders, tmp_path):
     r = subprocess.run([sys.executable, "-m", "lines_model.sample", str(folders / "baseline"), "--steps", "2", "-o", str(tmp_path / "x.png")],
                        cwd=ROOT, capture_output=True, text=True)
-    assert r.returncode == 2 and r.stderr.strip() == "error: --steps: the baseline student is trained at t = 0 only and samples in 1 step"
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"error: --steps: {folders / 'baseline'} is a baseline student, trained at t = 0 only: it samples in 1 step, not 2"
     r = subprocess.run([sys.executable, "-m", "lines_model.sample", str(tmp_path), "-o", str(tmp_path / "x.png")], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and "lines_model.json: missing; not a student folder" in r.stderr
     assert not (tmp_path / "x.png").exists()
