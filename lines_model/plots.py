@@ -1,8 +1,8 @@
 """Figures: sample grids, generator comparisons, the trajectory figure and metric bar charts.
 
-Every function validates its arguments first (a `ValueError` naming the argument), then writes
-its PNG through `atomic.atomic_path`, so a job killed or failing midway leaves either the old
-figure or the new one at the target, never a truncated file.
+Callers are the library itself (report.py, the trainers, the sample CLI), which check what they are
+given at their own boundaries. Every PNG is written through `atomic.atomic_path`, so a job killed or
+failing midway leaves either the old figure or the new one at the target, never a truncated file.
 
 Images are float tensors in [0, 1] shaped (n, 3, H, W) (one channel is also accepted and shown
 as grey); values outside [0, 1] are clamped, NaN is shown as 0. They are small (16x16, 32x32),
@@ -16,9 +16,7 @@ registered in pyplot's figure manager.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
-from numbers import Real
 from pathlib import Path
 
 import numpy as np
@@ -41,52 +39,16 @@ _GAP_PX = 4
 _FONT = 8
 
 
-# --------------------------------------------------------------------------- validation
+# --------------------------------------------------------------------------- helpers
 
 
-def _images(x, name: str, ndim: int = 4) -> torch.Tensor:
-    """Check a float image batch (..., C, H, W) with C in {1, 3}; return it on CPU as 3 channels in [0, 1]."""
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(x)
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != ndim:
-        want = "(n, 3, H, W)" if ndim == 4 else "(k, T, 3, H, W)"
-        raise ValueError(f"{name}: expected {ndim} dimensions {want}, got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise ValueError(f"{name}: expected a float tensor with values in [0, 1], got dtype {x.dtype}")
-    if x.shape[-3] not in (1, 3):
-        raise ValueError(f"{name}: expected 1 or 3 channels at dim {ndim - 3}, got shape {tuple(x.shape)}")
-    if any(s == 0 for s in x.shape):
-        raise ValueError(f"{name}: empty tensor of shape {tuple(x.shape)}")
+def _unit_rgb(x: torch.Tensor) -> torch.Tensor:
+    """Images (..., C, H, W), C in {1, 3}, on the CPU as 3 channels in [0, 1] (NaN shown as 0)."""
     x = x.detach().to("cpu", torch.float32)
     x = torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0)
     if x.shape[-3] == 1:
         x = x.expand(*x.shape[:-3], 3, *x.shape[-2:])
     return x
-
-
-def _int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name}: expected an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name}: must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _path(path, name: str = "path") -> Path:
-    if not isinstance(path, (str, os.PathLike)) or str(path) == "":
-        raise ValueError(f"{name}: expected a non-empty file path, got {path!r}")
-    return Path(path)
-
-
-def _label(value, name: str) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{name}: expected a string, got {type(value).__name__}")
-    return value
-
-
-# --------------------------------------------------------------------------- helpers
 
 
 def _hwc(img: torch.Tensor) -> np.ndarray:
@@ -100,9 +62,9 @@ def _new_figure(width_px: float, height_px: float) -> Figure:
     return fig
 
 
-def _save_figure(fig: Figure, path: Path) -> None:
+def _save_figure(fig: Figure, path) -> None:
     # The temporary name ends in ".tmp", so the format is given explicitly.
-    with atomic_path(path) as tmp:
+    with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, format="png", dpi=_DPI, bbox_inches="tight", pad_inches=0.05, facecolor="white")
 
 
@@ -145,11 +107,7 @@ def save_grid(images, path, nrow: int = 8, scale: int = 4, padding: int = 1) -> 
     * scale wide, where c = min(nrow, n); pixel (y, x) of image i sits at row
     (padding + (i // c) * (H + padding) + y) * scale, column (padding + (i % c) * (W + padding) + x) * scale.
     """
-    path = _path(path)
-    images = _images(images, "images")
-    nrow = _int(nrow, "nrow", 1)
-    scale = _int(scale, "scale", 1)
-    padding = _int(padding, "padding", 0)
+    images = _unit_rgb(images)
 
     if images.shape[0] == 1:  # make_grid returns a single image unpadded; keep the layout uniform
         grid = F.pad(images[0], (padding,) * 4, value=PAD_VALUE)
@@ -169,18 +127,7 @@ def comparison_grid(rows: Mapping[str, torch.Tensor], path, title: str | None = 
     `rows` maps a label such as "teacher (DPM-Solver++ 20)" or "Lines 1-step" to images
     (n, 3, H, W); every row must have the same n (column j is the same noise for every row).
     """
-    path = _path(path)
-    if not isinstance(rows, Mapping) or len(rows) == 0:
-        raise ValueError(f"rows: expected a non-empty dict label -> (n, 3, H, W) tensor, got {rows!r:.80}")
-    checked: list[tuple[str, torch.Tensor]] = []
-    for label, imgs in rows.items():
-        label = _label(label, "rows (key)")
-        checked.append((label, _images(imgs, f"rows[{label!r}]")))
-    ns = {label: x.shape[0] for label, x in checked}
-    if len(set(ns.values())) != 1:
-        raise ValueError(f"rows: every row must hold the same number of images, got {ns}")
-    if title is not None:
-        title = _label(title, "title")
+    checked = [(label, _unit_rgb(imgs)) for label, imgs in rows.items()]
 
     n = checked[0][1].shape[0]
     hmax = max(x.shape[-2] for _, x in checked)
@@ -211,30 +158,9 @@ def trajectory_figure(inputs, predictions, teacher, ts: Sequence[float], path) -
     "S(X_t, t)" (the student's prediction for each); a last column, titled "teacher" and
     spanning the pair, holds the teacher's image for that sample. Columns are titled "t=0.0", ...
     """
-    path = _path(path)
-    inputs = _images(inputs, "inputs", ndim=5)
-    predictions = _images(predictions, "predictions", ndim=5)
-    teacher = _images(teacher, "teacher", ndim=4)
-    if isinstance(ts, torch.Tensor):
-        if ts.ndim != 1:
-            raise ValueError(f"ts: expected a 1-d sequence of times, got shape {tuple(ts.shape)}")
-        ts = ts.tolist()
-    elif isinstance(ts, np.ndarray):
-        ts = ts.tolist()
-    if isinstance(ts, (str, bytes)) or not isinstance(ts, Sequence) or len(ts) == 0:
-        raise ValueError(f"ts: expected a non-empty sequence of times, got {ts!r:.80}")
-    if not all(isinstance(t, Real) and not isinstance(t, bool) and math.isfinite(t) for t in ts):
-        raise ValueError(f"ts: every time must be a finite number, got {list(ts)!r:.120}")
+    inputs, predictions, teacher = _unit_rgb(inputs), _unit_rgb(predictions), _unit_rgb(teacher)
     ts = [float(t) for t in ts]
     k, T = inputs.shape[:2]
-    if predictions.shape != inputs.shape:
-        raise ValueError(
-            f"predictions: shape {tuple(predictions.shape)} must equal inputs shape {tuple(inputs.shape)}"
-        )
-    if len(ts) != T:
-        raise ValueError(f"ts: has {len(ts)} times but inputs hold {T} per sample (dim 1 of shape {tuple(inputs.shape)})")
-    if teacher.shape[0] != k:
-        raise ValueError(f"teacher: holds {teacher.shape[0]} images but inputs hold {k} samples")
 
     hmax = max(inputs.shape[-2], teacher.shape[-2])
     wmax = max(inputs.shape[-1], teacher.shape[-1])
@@ -265,56 +191,42 @@ def trajectory_figure(inputs, predictions, teacher, ts: Sequence[float], path) -
     _save_figure(fig, path)
 
 
-def _metric(entry: Mapping, key: str, name: str) -> float | None:
-    """A finite float, or None for a missing/None/NaN/inf value; anything else is an error."""
+def _metric(entry: Mapping, key: str) -> float | None:
+    """A finite float, or None for a missing, None, NaN or infinite value (drawn as "n/a")."""
     value = entry.get(key)
-    if value is None:
-        return None
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise ValueError(f"{name}: expected a number, got {value!r}")
-    value = float(value)
-    return value if math.isfinite(value) else None
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def metric_bars(metrics: Mapping[str, Mapping], path) -> None:
     """Two bar charts side by side: FID per generator and speedup per generator (log scale).
 
-    `metrics` maps a generator name to a dict with (at least) "fid" and "speedup". A value that is
-    missing, None, NaN or infinite (or a speedup <= 0, which a log axis cannot show) draws no bar;
-    "n/a" is written in its place.
+    `metrics` maps a generator name to a dict with (at least) "fid" and "speedup"; a "fid_se"
+    draws an error bar of one standard error on its FID. A value that is missing, None, NaN or
+    infinite (or a speedup <= 0, which a log axis cannot show) draws no bar; "n/a" is written in
+    its place.
     """
-    path = _path(path)
-    if not isinstance(metrics, Mapping) or len(metrics) == 0:
-        raise ValueError(f"metrics: expected a non-empty dict generator -> {{'fid': ..., 'speedup': ...}}, got {metrics!r:.80}")
-    names: list[str] = []
-    fids: list[float | None] = []
-    speedups: list[float | None] = []
-    for name, entry in metrics.items():
-        name = _label(name, "metrics (key)")
-        if not isinstance(entry, Mapping):
-            raise ValueError(f"metrics[{name!r}]: expected a dict with 'fid' and 'speedup', got {type(entry).__name__}")
-        names.append(name)
-        fids.append(_metric(entry, "fid", f"metrics[{name!r}]['fid']"))
-        sp = _metric(entry, "speedup", f"metrics[{name!r}]['speedup']")
-        speedups.append(sp if sp is not None and sp > 0 else None)
+    names = list(metrics)
+    fids = [_metric(e, "fid") for e in metrics.values()]
+    fid_ses = [_metric(e, "fid_se") for e in metrics.values()]
+    speedups = [sp if sp is not None and sp > 0 else None for sp in (_metric(e, "speedup") for e in metrics.values())]
 
     width = max(8.0, 1.2 * len(names) + 2.0)
     fig = Figure(figsize=(width, 4.0), dpi=_DPI, layout="constrained")
     FigureCanvasAgg(fig)
     ax_fid, ax_sp = fig.subplots(1, 2)
     panels = (
-        (ax_fid, fids, "FID (lower is better)", "{:.2f}", False),
-        (ax_sp, speedups, "speedup over teacher (log scale)", "{:.1f}×", True),
+        (ax_fid, fids, fid_ses, "FID ± 1 standard error (lower is better)", "{:.2f}", False),
+        (ax_sp, speedups, None, "speedup over teacher (log scale)", "{:.1f}×", True),
     )
     x = np.arange(len(names))
-    for ax, values, label, fmt, log in panels:
+    for ax, values, errors, label, fmt, log in panels:
         ok = [i for i, v in enumerate(values) if v is not None]
         if log and ok:
             ax.set_yscale("log")
         if ok:
-            bars = ax.bar(x[ok], [values[i] for i in ok], color=[f"C{i % 10}" for i in ok], width=0.7)
+            yerr = [errors[i] or 0.0 for i in ok] if errors else None
+            bars = ax.bar(x[ok], [values[i] for i in ok], color=[f"C{i % 10}" for i in ok], width=0.7,
+                          yerr=yerr, capsize=3 if yerr else 0, error_kw={"elinewidth": 1, "ecolor": "0.2"})
             ax.bar_label(bars, labels=[fmt.format(values[i]) for i in ok], fontsize=_FONT, padding=2)
             lo, hi = ax.get_ylim()
             if log:
@@ -345,17 +257,11 @@ def loss_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], p
 
     The y axis is logarithmic when every value is positive (losses fall over decades).
     """
-    path = _path(path)
-    if not isinstance(curves, Mapping) or len(curves) == 0:
-        raise ValueError(f"curves: expected a non-empty dict label -> (steps, values), got {curves!r:.80}")
     fig = Figure(figsize=(6.4, 3.6), dpi=_DPI, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     positive = True
     for i, (label, (steps, values)) in enumerate(curves.items()):
-        label = _label(label, "curves (key)")
-        if len(steps) != len(values) or len(steps) == 0:
-            raise ValueError(f"curves[{label!r}]: needs as many steps as values, and at least one ({len(steps)} vs {len(values)})")
         positive &= min(values) > 0
         ax.plot(steps, values, label=label, color=f"C{i % 10}", linewidth=1.2)
     if positive:

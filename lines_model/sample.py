@@ -35,6 +35,8 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if args.n < 1:
         p.error("-n: must be >= 1")
+    if args.nrow < 1:
+        p.error("--nrow: must be >= 1")
     try:
         g = generators.load(args.folder, steps=args.steps, device=args.device)
     except (InputError, FileNotFoundError) as e:

@@ -82,26 +82,6 @@ def test_save_grid_partial_row_single_image_and_clamping(tmp_path):
     assert tuple(np.asarray(png(tmp_path / "d.png"))[0, 0]) == (128, 128, 128)
 
 
-@pytest.mark.parametrize(
-    "kwargs, name",
-    [
-        (dict(images=torch.rand(3, 16, 16)), "images"),  # wrong ndim
-        (dict(images=torch.rand(2, 4, 16, 16)), "images"),  # wrong channels
-        (dict(images=torch.zeros(0, 3, 16, 16)), "images"),  # empty
-        (dict(images=torch.zeros(2, 3, 4, 4, dtype=torch.uint8)), "images"),  # not float
-        (dict(images=[[0.0]]), "images"),  # not a tensor
-        (dict(nrow=0), "nrow"),
-        (dict(scale=1.5), "scale"),
-        (dict(padding=-1), "padding"),
-    ],
-)
-def test_save_grid_rejects_bad_arguments(tmp_path, kwargs, name):
-    args = dict(images=rand(4, 3, 8, 8), path=tmp_path / "g.png") | kwargs
-    with pytest.raises(ValueError, match=rf"^{name}:"):
-        plots.save_grid(**args)
-    assert list(tmp_path.iterdir()) == []  # nothing written, no temporary left behind
-
-
 # --------------------------------------------------------------------------- comparison_grid
 
 
@@ -120,22 +100,6 @@ def test_comparison_grid(tmp_path):
     plots.comparison_grid({"only": rand(1, 3, 32, 32)}, tmp_path / "one.png")
     assert png(tmp_path / "one.png").size[0] >= 64
     assert leftovers(out.parent) == [] and leftovers(tmp_path) == []
-
-
-@pytest.mark.parametrize(
-    "rows, pattern",
-    [
-        ({"a": torch.rand(4, 3, 8, 8), "b": torch.rand(5, 3, 8, 8)}, r"^rows: every row must hold the same number"),
-        ({"a": torch.rand(4, 3, 8, 8), "b": torch.rand(3, 8, 8)}, r"^rows\['b'\]: expected 4 dimensions"),
-        ({}, r"^rows: expected a non-empty dict"),
-        ([torch.rand(4, 3, 8, 8)], r"^rows: expected a non-empty dict"),
-        ({1: torch.rand(4, 3, 8, 8)}, r"^rows \(key\): expected a string"),
-    ],
-)
-def test_comparison_grid_rejects_bad_rows(tmp_path, rows, pattern):
-    with pytest.raises(ValueError, match=pattern):
-        plots.comparison_grid(rows, tmp_path / "c.png")
-    assert list(tmp_path.iterdir()) == []
 
 
 # --------------------------------------------------------------------------- trajectory_figure
@@ -165,31 +129,6 @@ def test_trajectory_figure_time_titles():
     assert plots._fmt_t(0.25) == "t=0.25"
 
 
-@pytest.mark.parametrize(
-    "change, pattern",
-    [
-        (dict(predictions=torch.rand(2, 4, 3, 8, 8)), r"^predictions: shape"),
-        (dict(inputs=torch.rand(2, 3, 8, 8)), r"^inputs: expected 5 dimensions"),
-        (dict(teacher=torch.rand(3, 3, 8, 8)), r"^teacher: holds 3 images"),
-        (dict(teacher=torch.rand(2, 3, 3, 8, 8)), r"^teacher: expected 4 dimensions"),
-        (dict(ts=[0.0, 0.5]), r"^ts: has 2 times"),
-        (dict(ts=[0.0, float("nan"), 1.0]), r"^ts: every time must be a finite number"),
-        (dict(ts="abc"), r"^ts: expected a non-empty sequence"),
-    ],
-)
-def test_trajectory_figure_rejects_bad_arguments(tmp_path, change, pattern):
-    args = dict(
-        inputs=torch.rand(2, 3, 3, 8, 8),
-        predictions=torch.rand(2, 3, 3, 8, 8),
-        teacher=torch.rand(2, 3, 8, 8),
-        ts=[0.0, 0.5, 1.0],
-        path=tmp_path / "t.png",
-    ) | change
-    with pytest.raises(ValueError, match=pattern):
-        plots.trajectory_figure(**args)
-    assert list(tmp_path.iterdir()) == []
-
-
 # --------------------------------------------------------------------------- metric_bars
 
 
@@ -212,33 +151,7 @@ def test_metric_bars(tmp_path):
     assert leftovers(out.parent) == []
 
 
-@pytest.mark.parametrize(
-    "metrics, pattern",
-    [
-        ({}, r"^metrics: expected a non-empty dict"),
-        ({"a": 3.0}, r"^metrics\['a'\]: expected a dict"),
-        ({"a": {"fid": "low", "speedup": 2.0}}, r"^metrics\['a'\]\['fid'\]: expected a number"),
-        ({"a": {"fid": 1.0, "speedup": True}}, r"^metrics\['a'\]\['speedup'\]: expected a number"),
-    ],
-)
-def test_metric_bars_rejects_bad_metrics(tmp_path, metrics, pattern):
-    with pytest.raises(ValueError, match=pattern):
-        plots.metric_bars(metrics, tmp_path / "m.png")
-    assert list(tmp_path.iterdir()) == []
-
-
 # --------------------------------------------------------------------------- atomic writes
-
-
-def test_bad_argument_after_path_leaves_old_file_untouched(tmp_path):
-    target = tmp_path / "grid.png"
-    target.write_bytes(b"old")
-    with pytest.raises(ValueError, match="^nrow:"):
-        plots.save_grid(rand(4, 3, 8, 8), target, nrow=-3)
-    with pytest.raises(ValueError, match="^title:"):
-        plots.comparison_grid({"a": rand(2, 3, 8, 8)}, target, title=5)
-    assert target.read_bytes() == b"old"
-    assert leftovers(tmp_path) == []
 
 
 def _fail_midway():
@@ -274,7 +187,7 @@ def test_failure_while_writing_leaves_no_file(tmp_path, monkeypatch):
     assert leftovers(tmp_path) == []
 
 
-def test_loss_curves_draw_every_run_and_name_bad_input(tmp_path):
+def test_loss_curves_draw_every_run_and_name_a_bad_log(tmp_path):
     from lines_model.plots import loss_curves
     from lines_model.report import read_curve
 
@@ -288,8 +201,18 @@ def test_loss_curves_draw_every_run_and_name_bad_input(tmp_path):
     # Both runs are drawn: matplotlib's C0 blue and C1 orange both appear.
     for rgb in ((31, 119, 180), (255, 127, 14)):
         assert (np.abs(img - np.array(rgb)).sum(-1) < 30).sum() > 20, rgb
-    with pytest.raises(ValueError, match=r"curves\['x'\]: needs as many steps as values"):
-        loss_curves({"x": ([0, 1], [0.5])}, tmp_path / "d.png")
     (tmp_path / "bad.tsv").write_text("step\tlr\n0\t1\n")
     with pytest.raises(FileNotFoundError, match=r"bad\.tsv: no 'loss' column"):
         read_curve(tmp_path / "bad.tsv")
+
+
+def test_metric_bars_draw_the_fid_standard_error(tmp_path):
+    def dark_grey(path) -> int:
+        img = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        return int((np.abs(img - 51).sum(-1) < 12).sum())  # the error bars' colour, 0.2 grey
+
+    plain = {"a": {"fid": 4.0, "speedup": 1.0}, "b": {"fid": 2.0, "speedup": 10.0}}
+    with_se = {k: {**v, "fid_se": 1.0} for k, v in plain.items()}
+    plots.metric_bars(plain, tmp_path / "plain.png")
+    plots.metric_bars(with_se, tmp_path / "se.png")
+    assert dark_grey(tmp_path / "se.png") > dark_grey(tmp_path / "plain.png") + 20
