@@ -24,13 +24,13 @@ from lines_model.provenance import scratch_key
 _SHARD_FILE = re.compile(r"^shard-\d{5}\.(noise\.npy|clean\.npy|sha256)$")
 
 
-def _sidecar(folder: Path, j: int) -> Path:
+def _digest_file(folder: Path, j: int) -> Path:
     return folder / f"{pairs.shard_name(j)}.sha256"
 
 
 def shard_done(folder: Path, m: pairs.Manifest, j: int) -> bool:
-    """Shard j is complete: both files, the right length, and its hash sidecar agrees."""
-    side = _sidecar(folder, j)
+    """Shard j is complete: both files, the right length, and its digest file agrees."""
+    side = _digest_file(folder, j)
     files = [folder / f"{pairs.shard_name(j)}.{k}.npy" for k in ("noise", "clean")]
     if not side.exists() or not all(f.exists() for f in files):
         return False
@@ -117,15 +117,15 @@ def generate(
             chunks_c.append(c.float().clamp(-1, 1).cpu())
             bar.update(len(n))
         digest = pairs.write_shard(out, j, torch.cat(chunks_n), torch.cat(chunks_c))
-        atomic.write_text(_sidecar(out, j), digest + "\n")  # written last: marks the shard complete
+        atomic.write_text(_digest_file(out, j), digest + "\n")  # written last: marks the shard complete
     bar.close()
     barrier()
 
     if rank == 0:
-        missing = [j for j in range(want.num_shards) if not _sidecar(out, j).exists()]
+        missing = [j for j in range(want.num_shards) if not _digest_file(out, j).exists()]
         if missing:
             raise pairs.PairsError(f"{out}: shards {missing[:5]} were not produced")
-        want.shards = {pairs.shard_name(j): _sidecar(out, j).read_text().strip() for j in range(want.num_shards)}
+        want.shards = {pairs.shard_name(j): _digest_file(out, j).read_text().strip() for j in range(want.num_shards)}
         # Shards beyond the count (the count was lowered) are stale: remove them.
         for p in out.iterdir():
             m = re.match(r"^shard-(\d{5})\.", p.name)

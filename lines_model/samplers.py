@@ -107,14 +107,18 @@ def _run(scheduler, unet, noise: torch.Tensor, progress: bool, step_kwargs: dict
     return x
 
 
-def ddim(unet, scheduler_config: dict, noise: torch.Tensor, steps: int, *, progress: bool = False, **_) -> torch.Tensor:
-    """Deterministic DDIM (eta 0) with `steps` network evaluations."""
+def ddim(
+    unet, scheduler_config: dict, noise: torch.Tensor, steps: int, *, order: int = 1, lambda_min: float | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Deterministic DDIM (eta 0) with `steps` network evaluations. `order` and `lambda_min` are
+    DPM-Solver++'s; DDIM takes them so that every teacher sampler has one signature, and ignores them."""
     return _run(ddim_scheduler(scheduler_config, steps), unet, noise, progress, {"eta": 0.0})
 
 
 def dpmsolver_pp(
     unet, scheduler_config: dict, noise: torch.Tensor, steps: int, *, order: int = 2, lambda_min: float | None = None,
-    progress: bool = False, **_,
+    progress: bool = False,
 ) -> torch.Tensor:
     """Multistep DPM-Solver++ (Lu et al. 2022) with `steps` network evaluations (see log_snr_grid)."""
     return _run(dpmsolver_scheduler(scheduler_config, steps, order, lambda_min), unet, noise, progress, {})
@@ -131,7 +135,7 @@ def teacher_sampler(name: str) -> Callable[..., torch.Tensor]:
 
 
 @torch.no_grad()
-def lines_sample(student, noise: torch.Tensor, steps: int = 1, **_) -> torch.Tensor:
+def lines_sample(student, noise: torch.Tensor, steps: int = 1) -> torch.Tensor:
     """The Lines student (students.LinesStudent): C_hat = S(N, 0); a k-step variant re-noises along
     the same line, x = t_i * C_hat + (1 - t_i) * N with t_i = i/k, and predicts again: C_hat = S(x, t_i)."""
     device = next(student.parameters()).device
