@@ -84,7 +84,8 @@ def test_onestep_keys_carry_the_batch_sizes_used(teacher):
     for b in (1, 3):
         speedup = r[f"onestep_teacher_ms_per_image_b{b}"] / r[f"onestep_student_ms_per_image_b{b}"]
         assert r[f"onestep_speedup_b{b}"] == speedup > 0
-        assert r[f"onestep_teacher_ms_per_image_iqr_b{b}"] >= 0
+        # one timing round (onestep_repeats=1): no spread
+        assert r[f"onestep_teacher_ms_per_image_iqr_b{b}"] == r[f"onestep_student_ms_per_image_iqr_b{b}"] == 0.0
     nfe = load_params(ROOT / "params.yaml").pairs.steps
     assert r["onestep_speedup_ceiling_b3"] == nfe * r["onestep_teacher_call_ms_b3"] / r["onestep_student_call_ms_b3"]
     assert len(saved) == 3, "saved after each batch and after the ceiling"

@@ -10,7 +10,7 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from conftest import shipped_params
-from lines_model.config import BaselineCfg
+from lines_model.config.students import BaselineCfg
 from lines_model.losses import LinesLoss
 from lines_model.samplers import lines_sample
 from lines_model.students import LinesStudent, init_student, load_student, save_student
@@ -22,8 +22,9 @@ from test_training import STUDENT, RUNTIME, Pairs
 MU, S = 0.2, 0.5
 
 
-def test_random_init_reproduces_the_earlier_students_bit_for_bit(tmp_path):
-    """Golden values of the code before the teacher parametrisation existed (same seed, data, loop)."""
+def test_random_init_reproduces_the_earlier_students_golden_values(tmp_path):
+    """Golden values of the code before the teacher parametrisation existed (same seed, data, loop), within
+    3-4x the spread of fp32 kernels across CPUs (oneDNN picks them by ISA and thread count)."""
     torch.manual_seed(0)
     student = init_student(STUDENT, (3, 8, 8))
     cfg = BaselineCfg(lr=3e-3, epochs=3, batch_size=16, warmup_steps=2, weight_decay=0.0, grad_clip=1.0, ema_decay=0.9,
@@ -31,9 +32,10 @@ def test_random_init_reproduces_the_earlier_students_bit_for_bit(tmp_path):
     fp32 = dataclasses.replace(RUNTIME, mixed_precision="auto")  # as the earlier default trained on a CPU
     r = train(student, LinesLoss("mse", "uniform"), Pairs(), cfg, fp32, epochs=3, checkpoint_dir=tmp_path, fingerprint_extra={})
     noise = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
-    assert r.final_loss == pytest.approx(0.17115159456928572, rel=1e-6)
-    assert lines_sample(r.ema_model, noise, 1).double().sum().item() == pytest.approx(-6.763115540146828, rel=1e-5)
-    assert lines_sample(r.ema_model, noise, 2).double().sum().item() == pytest.approx(-4.564681665040553, rel=1e-5)
+    # Max relative deviations over ONEDNN_MAX_CPU_ISA unset/AVX512_CORE/AVX2/SSE41 x 1, 2 threads: 5.8e-8, 1.6e-5, 2.8e-5.
+    assert r.final_loss == pytest.approx(0.17115159456928572, rel=2e-7)
+    assert lines_sample(r.ema_model, noise, 1).double().sum().item() == pytest.approx(-6.763115540146828, rel=6e-5)
+    assert lines_sample(r.ema_model, noise, 2).double().sum().item() == pytest.approx(-4.564681665040553, rel=1e-4)
 
 
 def _oracle_teacher(prediction: str = "v_prediction") -> Teacher:
