@@ -24,7 +24,8 @@ from safetensors.torch import save_file
 from lines_model import atomic, shapes
 from lines_model.errors import InputError
 from lines_model.files import load_safetensors, read_json
-from lines_model.typed import ConfigError, field, from_dict
+from lines_model.errors import ConfigError
+from lines_model.typed import field, from_dict
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"

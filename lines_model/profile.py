@@ -14,7 +14,8 @@ from pathlib import Path
 import yaml
 
 from lines_model import atomic
-from lines_model.config import ConfigError, parse_params
+from lines_model.config import parse_params
+from lines_model.errors import ConfigError
 
 
 def merge(base: dict, diff: dict, where: str = "") -> dict:

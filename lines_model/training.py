@@ -30,7 +30,7 @@ from lines_model.errors import TrainingDiverged
 from lines_model.hashing import fingerprint
 from lines_model.optim import ema_copy, warmup_cosine
 
-__all__ = ["Checkpoint", "EpochSampler", "TrainResult", "TrainingDiverged", "fingerprint", "train"]
+__all__ = ["Checkpoint", "EpochSampler", "TrainResult", "train"]
 
 
 @dataclass

@@ -12,7 +12,7 @@ import types
 import typing
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
-from lines_model.errors import ConfigError  # re-exported: the offline tools import it from here
+from lines_model.errors import ConfigError
 
 T = TypeVar("T")
 

@@ -18,7 +18,8 @@ import yaml
 
 from conftest import ROOT, make_tiny_teacher, micro_params, shipped_params
 from lines_model import features, preflight, teachers
-from lines_model.config import ConfigError, parse_params
+from lines_model.config import parse_params
+from lines_model.errors import ConfigError
 from lines_model.errors import InputError
 from lines_model.students import init_student, load_pd_student, load_student, save_student
 

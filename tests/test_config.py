@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from lines_model.config import ConfigError, load_params, parse_params, to_dict
+from lines_model.config import load_params, parse_params, to_dict
+from lines_model.errors import ConfigError
 
 SHIPPED = yaml.safe_load((ROOT / "params.yaml").read_text())
 

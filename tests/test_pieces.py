@@ -11,7 +11,7 @@ import torch
 
 from conftest import shipped_params
 from lines_model import pd_training, pairs
-from lines_model.config import ConfigError
+from lines_model.errors import ConfigError
 from lines_model.imaging import PSNR_CAP_DB, per_sample_psnr, psnr
 from lines_model.profile import merge
 from lines_model.subset import select

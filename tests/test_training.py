@@ -13,10 +13,11 @@ import dataclasses
 
 from conftest import shipped_params
 from lines_model import progressive
-from lines_model.config import BaselineCfg
+from lines_model.config.students import BaselineCfg
 from lines_model.losses import BaselineLoss, LinesLoss, distance, sample_t
 from lines_model.students import LinesStudent, build_unet
-from lines_model.training import Checkpoint, TrainingDiverged, train
+from lines_model.errors import TrainingDiverged
+from lines_model.training import Checkpoint, train
 from oracle import GaussianOracle
 
 PARAMS = shipped_params()

@@ -30,7 +30,8 @@ import torch.nn.functional as F
 
 from lines_model import features, shapes
 from lines_model.optim import warmup_cosine
-from lines_model.typed import ConfigError, field, from_dict, to_dict
+from lines_model.errors import ConfigError
+from lines_model.typed import field, from_dict, to_dict
 
 
 @dataclass(frozen=True)

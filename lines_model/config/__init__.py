@@ -28,10 +28,7 @@ from lines_model.config.training import TrainCfg
 from lines_model.errors import ConfigError
 from lines_model.typed import from_dict, to_dict
 
-__all__ = [
-    "BaselineCfg", "ConfigError", "EvaluateCfg", "LinesCfg", "PDCfg", "PairsCfg", "Params", "RuntimeCfg",
-    "StudentCfg", "SubsetCfg", "TeacherCfg", "TrainCfg", "load_params", "parse_params", "to_dict",
-]
+__all__ = ["Params", "load_params", "parse_params", "to_dict"]
 
 
 @dataclass(frozen=True)
