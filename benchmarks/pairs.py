@@ -2,7 +2,7 @@
 
 Fidelity is the median per-sample PSNR against a converged reference solve. The DPM-Solver++
 setting of the `teacher_pairs` stage is the cheapest one that reaches the original loop's PSNR
-(lines_model.calibration); it is then timed alone, through generation.generate in one process, and
+(benchmarks.calibration); it is then timed alone, through generation.generate in one process, and
 through generation.generate in two processes under torch.distributed.run (child "gen").
 """
 
@@ -61,7 +61,7 @@ CHILDREN = {"gen": child_gen}
 def calibrate(unet, cfg: dict, noise, reference, original, S: dict, lambda_min) -> dict:
     """Choose `pairs_steps`/`pairs_order`: the cheapest DPM-Solver++ candidate whose median PSNR on the
     first `candidate_count` noises reaches the original loop's on the same noises."""
-    from lines_model.calibration import calibrate_steps, median_psnr
+    from benchmarks.calibration import calibrate_steps, median_psnr
 
     m = S["candidate_count"]
     target = median_psnr(original[:m], reference[:m])
@@ -94,7 +94,7 @@ def bench_pairs(teacher, teacher_dir: Path, work: Path, S: dict, threads: int, p
     import torch
 
     from lines_model import noise as noise_mod
-    from lines_model.calibration import median_psnr
+    from benchmarks.calibration import median_psnr
     from lines_model.config import load_params
     from lines_model.samplers import dpmsolver_pp
 

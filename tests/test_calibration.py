@@ -1,4 +1,4 @@
-"""calibration.calibrate_steps against the Gaussian oracle, whose exact ODE endpoint is the reference.
+"""benchmarks.calibration.calibrate_steps against the Gaussian oracle, whose exact ODE endpoint is the reference.
 
 With data N(0.1, 0.3^2) and the oracle as the network, a sampler's PSNR against the exact endpoint
 measures its discretisation error alone. Values in the comments were measured with the pinned
@@ -12,7 +12,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from lines_model import noise, samplers
-from lines_model.calibration import CalibrationResult, Trial, calibrate_steps, cost_order, median_psnr
+from benchmarks.calibration import CalibrationResult, Trial, calibrate_steps, cost_order, median_psnr
 from oracle import GaussianOracle  # test code: tests/ is on sys.path under pytest
 
 CFG = dict(DDPMScheduler(clip_sample=False).config)  # epsilon, linear betas
