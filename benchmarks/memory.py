@@ -161,15 +161,16 @@ def write_synthetic_pairs(folder: Path, count: int, shard: int, shape: tuple[int
         teacher="synthetic", teacher_sha256="none", sampler="synthetic", steps=0, precision="fp32", order=0, seed=0, stream=0,
         count=count, shard_size=shard, sample_shape=list(shape),
     )
-    folder.mkdir(parents=True, exist_ok=True)
+    writer = pairs.PairsWriter(folder, m)
+    writer.start()
     for j in tqdm(range(m.num_shards), desc="synthetic shards", unit="shard", disable=not progress):
         n = len(m.shard_range(j))
         g = torch.Generator().manual_seed(j)
         noise = torch.randn((n, *shape), generator=g)
         clean = torch.rand((n, *shape), generator=g).mul_(2).sub_(1)
-        m.shards[pairs.shard_name(j)] = pairs.write_shard(folder, j, noise, clean)
+        writer.write(j, noise, clean)
         del noise, clean
-    pairs.write_manifest(folder, m)
+    writer.finish()
 
 
 def bench_memory(work: Path, S: dict, threads: int, progress: bool, r: dict | None = None, save=lambda: None) -> dict:

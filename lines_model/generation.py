@@ -10,43 +10,15 @@ a killed run resumes from the scratch folder, and the output is never a resumabl
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
-from lines_model import atomic, noise, pairs, progress, runtime
+
+from lines_model import noise, pairs, progress, runtime
+from lines_model.provenance import scratch_key
 from lines_model.samplers import teacher_sampler
 from lines_model.teachers import Teacher
-from lines_model.provenance import scratch_key
-
-_SHARD_FILE = re.compile(r"^shard-\d{5}\.(noise\.npy|clean\.npy|sha256)$")
-
-
-def _digest_file(folder: Path, j: int) -> Path:
-    return folder / f"{pairs.shard_name(j)}.sha256"
-
-
-def shard_done(folder: Path, m: pairs.Manifest, j: int) -> bool:
-    """Shard j is complete: both files, the right length, and its digest file agrees."""
-    side = _digest_file(folder, j)
-    files = [folder / f"{pairs.shard_name(j)}.{k}.npy" for k in ("noise", "clean")]
-    if not side.exists() or not all(f.exists() for f in files):
-        return False
-    try:
-        n = np.load(files[0], mmap_mode="r").shape[0]
-    except (OSError, ValueError):
-        return False
-    if n != len(m.shard_range(j)):
-        return False
-    return pairs.hash_files(*files) == side.read_text().strip()
-
-
-def _clear(folder: Path) -> None:
-    for p in folder.iterdir():
-        if _SHARD_FILE.match(p.name) or p.name == pairs.MANIFEST:
-            p.unlink()
 
 
 def generate(
@@ -88,22 +60,15 @@ def generate(
     final = Path(out)
     key = scratch_key(want.identity(), entry=__file__, precision=precision)
     out = final if scratch_dir is None else Path(scratch_dir) / f"{final.name}-{key}"
-    out.mkdir(parents=True, exist_ok=True)
+    writer = pairs.PairsWriter(out, want)
     if rank == 0:
-        try:
-            old = pairs.read_manifest(out)
-            same = old.identity() == want.identity()
-        except pairs.PairsError:
-            same = False
-        if not same:  # another teacher, sampler or seed: nothing here can be reused
-            _clear(out)
-        pairs.write_manifest(out, want)  # no shards listed: readers see an incomplete folder
+        writer.start()
     barrier()
 
     sample = teacher_sampler(sampler)
     autocast = runtime.autocast_at(next(teacher.unet.parameters()).device, precision)
     mine = [j for j in range(want.num_shards) if j % world_size == rank]
-    todo = [j for j in mine if not shard_done(out, want, j)]
+    todo = [j for j in mine if not writer.complete(j)]
     total = sum(len(want.shard_range(j)) for j in todo)
     bar = progress.bar(total=total, desc=desc if world_size == 1 else f"{desc} [rank {rank}]", unit="pair", position=rank)
     for j in todo:
@@ -116,22 +81,12 @@ def generate(
             chunks_n.append(n)
             chunks_c.append(c.float().clamp(-1, 1).cpu())
             bar.update(len(n))
-        digest = pairs.write_shard(out, j, torch.cat(chunks_n), torch.cat(chunks_c))
-        atomic.write_text(_digest_file(out, j), digest + "\n")  # written last: marks the shard complete
+        writer.write(j, torch.cat(chunks_n), torch.cat(chunks_c))
     bar.close()
     barrier()
 
     if rank == 0:
-        missing = [j for j in range(want.num_shards) if not _digest_file(out, j).exists()]
-        if missing:
-            raise pairs.PairsError(f"{out}: shards {missing[:5]} were not produced")
-        want.shards = {pairs.shard_name(j): _digest_file(out, j).read_text().strip() for j in range(want.num_shards)}
-        # Shards beyond the count (the count was lowered) are stale: remove them.
-        for p in out.iterdir():
-            m = re.match(r"^shard-(\d{5})\.", p.name)
-            if m and int(m.group(1)) >= want.num_shards:
-                p.unlink()
-        pairs.write_manifest(out, want)
+        writer.finish()
         if out != final:
             if final.exists():
                 shutil.rmtree(final)

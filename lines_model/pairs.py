@@ -4,6 +4,7 @@ Layout of a pairs folder:
     manifest.json             teacher identity, sampler, steps, precision, seed, stream, counts, shard hashes
     shard-00000.noise.npy     float32 (shard_size, C, H, W)
     shard-00000.clean.npy     float32 (shard_size, C, H, W), in [-1, 1]
+    shard-00000.sha256        the digest of the shard's two files, written last (PairsWriter)
 
 Shard j holds pairs [j*shard_size, (j+1)*shard_size) of the noise stream. Every file is written
 atomically and a shard enters the manifest only once both of its files are in place, so a killed
@@ -13,8 +14,10 @@ then read single pairs at their file offsets: training RAM does not grow with th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 from bisect import bisect_right
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +30,7 @@ from lines_model.errors import ConfigError, PairsError
 from lines_model.hashing import hash_files
 
 MANIFEST = "manifest.json"
+_SHARD_FILE = re.compile(r"^shard-(\d{5})\.(noise\.npy|clean\.npy|sha256)$")
 FORMAT_VERSION = 2  # 2: the teacher's precision is recorded
 
 
@@ -87,26 +91,79 @@ def write_manifest(folder: Path, m: Manifest) -> None:
     atomic.write_json(Path(folder) / MANIFEST, asdict(m))
 
 
-def write_shard(folder: Path, j: int, noise: torch.Tensor, clean: torch.Tensor) -> str:
-    """Write shard j's two files atomically; returns their combined hash."""
-    folder = Path(folder)
-    paths = []
-    for kind, t in (("noise", noise), ("clean", clean)):
-        p = folder / f"{shard_name(j)}.{kind}.npy"
-        with atomic.atomic_path(p) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, t.detach().cpu().float().numpy().astype(np.float32, copy=False))
-        paths.append(p)
-    return hash_files(*paths)
+def _files(folder: Path, j: int) -> tuple[Path, Path]:
+    return tuple(Path(folder) / f"{shard_name(j)}.{kind}.npy" for kind in ("noise", "clean"))
+
+
+def _digest_file(folder: Path, j: int) -> Path:
+    return Path(folder) / f"{shard_name(j)}.sha256"
+
+
+def shard_matches(folder: Path, m: Manifest, j: int, digest: str | None) -> bool:
+    """Shard j's two files exist, hold its pairs, and hash to `digest`: the one test of a shard,
+    against the manifest's hash (a finished folder) or its digest file (one being written)."""
+    files = _files(folder, j)
+    if digest is None or not all(f.exists() for f in files):
+        return False
+    try:
+        n = np.load(files[0], mmap_mode="r").shape[0]
+    except (OSError, ValueError):
+        return False
+    return n == len(m.shard_range(j)) and hash_files(*files) == digest
 
 
 def verify_shard(folder: Path, m: Manifest, j: int) -> bool:
     """True when shard j is complete and matches the hash recorded in the manifest."""
-    name = shard_name(j)
-    paths = [Path(folder) / f"{name}.{k}.npy" for k in ("noise", "clean")]
-    if name not in m.shards or not all(p.exists() for p in paths):
-        return False
-    return hash_files(*paths) == m.shards[name]
+    return shard_matches(folder, m, j, m.shards.get(shard_name(j)))
+
+
+class PairsWriter:
+    """The one writer of a pairs folder, shard by shard, resumable, one process or several.
+
+    `start` (one process) keeps the shards of a folder with the same identity and clears any
+    other, and writes the manifest without shards: readers see an incomplete folder. `write` puts
+    a shard's two files in place atomically and its digest file last, which marks it complete.
+    `finish` (one process) lists every shard's digest in the manifest and drops shards past the count.
+    """
+
+    def __init__(self, folder: str | Path, manifest: Manifest):
+        self.folder, self.manifest = Path(folder), manifest
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            same = read_manifest(self.folder).identity() == self.manifest.identity()
+        except PairsError:
+            same = False
+        if not same:  # another teacher, sampler, seed or precision: nothing here can be reused
+            for p in self.folder.iterdir():
+                if _SHARD_FILE.match(p.name) or p.name == MANIFEST:
+                    p.unlink()
+        write_manifest(self.folder, dataclasses.replace(self.manifest, shards={}))
+
+    def complete(self, j: int) -> bool:
+        side = _digest_file(self.folder, j)
+        return shard_matches(self.folder, self.manifest, j, side.read_text().strip() if side.exists() else None)
+
+    def write(self, j: int, noise: torch.Tensor, clean: torch.Tensor) -> None:
+        for path, t in zip(_files(self.folder, j), (noise, clean)):
+            with atomic.atomic_path(path) as tmp:
+                with open(tmp, "wb") as f:
+                    np.save(f, t.detach().cpu().float().numpy().astype(np.float32, copy=False))
+        atomic.write_text(_digest_file(self.folder, j), hash_files(*_files(self.folder, j)) + "\n")
+
+    def finish(self) -> Manifest:
+        m = self.manifest
+        missing = [j for j in range(m.num_shards) if not _digest_file(self.folder, j).exists()]
+        if missing:
+            raise PairsError(f"{self.folder}: shards {missing[:5]} were not produced")
+        m.shards = {shard_name(j): _digest_file(self.folder, j).read_text().strip() for j in range(m.num_shards)}
+        for p in self.folder.iterdir():  # shards past the count (a lowered count) are stale
+            hit = _SHARD_FILE.match(p.name)
+            if hit and int(hit.group(1)) >= m.num_shards:
+                p.unlink()
+        write_manifest(self.folder, m)
+        return m
 
 
 class PairStore(torch.utils.data.Dataset):
