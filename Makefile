@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN := PATH=$(abspath $(BIN)):$$PATH
 
-.PHONY: install repro test smoke-cifar compare bench clean-venv
+.PHONY: install repro test smoke-cifar compare results bench clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ smoke-cifar: $(STAMP)
 # Seed replicates of Lines vs the baseline (after `make repro`): metrics/compare.json.
 compare: $(STAMP)
 	$(RUN) $(BIN)/python -m tools.compare
+
+# The results table (the README's) from metrics/evaluate.json.
+results: $(STAMP)
+	$(RUN) $(BIN)/python -m lines_model results
 
 bench: $(STAMP)
 	$(RUN) $(BIN)/python benchmarks/run.py

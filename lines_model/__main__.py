@@ -1,0 +1,39 @@
+"""lines_model's commands: `python -m lines_model <command> [--help]` (also the `lines-model` script).
+
+    sample    images from a trained student folder            (lines_model.sample)
+    results   the results table from metrics/evaluate.json    (lines_model.results)
+    profile   a full params file from a profile               (lines_model.profile)
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "sample": ("lines_model.sample", "images from a trained student folder"),
+    "results": ("lines_model.results", "the results table from metrics/evaluate.json"),
+    "profile": ("lines_model.profile", "a full params file from params.yaml and a profile"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: python -m lines_model <command> [arguments]   (`<command> --help` for its arguments)", "", "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return
+    if argv[0] not in COMMANDS:
+        print(f"error: unknown command {argv[0]!r}; expected one of {', '.join(COMMANDS)}", file=sys.stderr)
+        sys.exit(2)
+    importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
+
+
+if __name__ == "__main__":
+    main()
