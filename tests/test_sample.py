@@ -47,7 +47,7 @@ def test_lines_steps_change_the_images_and_single_files(folders, tmp_path):
     main([str(folders / "lines"), "-n", "3", "-o", str(tmp_path / "one"), "--single"])
     main([str(folders / "lines"), "-n", "3", "--steps", "2", "-o", str(tmp_path / "two"), "--single"])
     assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["00000.png", "00001.png", "00002.png"]
-    assert _png(tmp_path / "one" / "00000.png").shape == (64, 64, 3)
+    assert _png(tmp_path / "one" / "00000.png").shape == (16, 16, 3)  # the model's own resolution
     assert not np.array_equal(_png(tmp_path / "one" / "00000.png"), _png(tmp_path / "two" / "00000.png"))
 
 
@@ -67,3 +67,48 @@ def test_errors_are_one_line_naming_the_problem(folders, tmp_path):
     r = subprocess.run([sys.executable, "-m", "lines_model.sample", str(tmp_path), "-o", str(tmp_path / "x.png")], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and "lines_model.json: missing; not a student folder" in r.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+def test_single_images_are_the_models_pixels_whatever_the_batch_size(folders, tmp_path):
+    """--single writes exactly the generated images (uint8 of the [0, 1] values), and batching changes nothing."""
+    from lines_model import generators, noise as noise_mod
+
+    main([str(folders / "lines"), "-n", "5", "--seed", "2", "-o", str(tmp_path / "a"), "--single", "--batch-size", "2"])
+    main([str(folders / "lines"), "-n", "5", "--seed", "2", "-o", str(tmp_path / "b"), "--single", "--batch-size", "5"])
+    g = generators.load(folders / "lines")
+    want = g.images(noise_mod.noise_for(range(5), g.sample_shape, 2, noise_mod.EVAL), 5)
+    for i in range(5):
+        a, b = _png(tmp_path / "a" / f"{i:05d}.png"), _png(tmp_path / "b" / f"{i:05d}.png")
+        assert np.array_equal(a, b)
+        assert np.array_equal(a, (want[i].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())
+
+
+def test_the_teacher_is_a_source_too(tiny_teacher, tmp_path):
+    main([str(tiny_teacher), "--sampler", "ddim", "--steps", "3", "-n", "4", "-o", str(tmp_path / "t.png"), "--nrow", "4"])
+    assert _png(tmp_path / "t.png").shape == ((17 + 1) * 4, (4 * 17 + 1) * 4, 3)
+
+
+WRONG = [
+    (["-n", "0"], "error: -n: must be at least 1, got 0"),
+    (["--nrow", "0"], "error: --nrow: must be at least 1, got 0"),
+    (["--batch-size", "0"], "error: --batch-size: must be at least 1, got 0"),
+    (["--steps", "0"], "error: --steps: must be at least 1, got 0"),
+    (["-o", "{tmp}/x.jpg"], "error: --out: {tmp}/x.jpg must end in .png (a PNG grid); use --single for one image per file"),
+    (["-o", "{tmp}/file.png", "--single"], "error: --out: {tmp}/file.png is a file; with --single it is the folder that receives one PNG per image"),
+    (["--device", "cuda:0"], "error: --device: cuda:0 asked for, but this machine has no CUDA GPU"),
+    (["--device", "banana"], "error: --device: "),
+    (["--stesp", "2"], "error: unrecognized arguments: --stesp 2"),
+]
+
+
+@pytest.mark.parametrize("extra, message", WRONG, ids=[" ".join(w[0]) for w in WRONG])
+def test_every_wrong_usage_is_one_line_and_exit_2(folders, tmp_path, capsys, extra, message):
+    if torch.cuda.is_available() and "cuda" in " ".join(extra):
+        pytest.skip("a CUDA machine accepts --device cuda")
+    (tmp_path / "file.png").write_bytes(b"x")
+    extra = [e.replace("{tmp}", str(tmp_path)) for e in extra]
+    argv = [str(folders / "lines"), "-o", str(tmp_path / "g.png"), *extra]
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and err.startswith(message.replace("{tmp}", str(tmp_path))), err
