@@ -9,23 +9,22 @@ prints the Lines-minus-baseline table.
 
 from __future__ import annotations
 
-import argparse
 import shutil
-import sys
 from pathlib import Path
 
 from lines_model import atomic, runtime
 from lines_model.compare import replicate, summarise, table
 from lines_model.config import load_params
-from lines_model.errors import ConfigError, PairsError, TeacherError, TrainingDiverged
+from lines_model.cli import ArgumentParser, fail
+from lines_model.errors import InputError, TrainingDiverged
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--params", type=Path, default=Path("params.yaml"))
-    p.add_argument("-o", "--out", type=Path, default=Path("metrics/compare.json"))
-    p.add_argument("--work", type=Path, default=Path("scratch/compare"), help="students of the extra seeds")
+    p = ArgumentParser(prog="python -m tools.compare", description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds, at least two (default 0 1 2; seed 0 is the pipeline's own)")
+    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
+    p.add_argument("-o", "--out", type=Path, default=Path("metrics/compare.json"), help="summary file (default: metrics/compare.json)")
+    p.add_argument("--work", type=Path, default=Path("scratch/compare"), help="where the students of the extra seeds are kept (default: scratch/compare)")
     args = p.parse_args(argv)
     if len(set(args.seeds)) < 2:
         p.error("--seeds: at least two distinct seeds are needed for a standard error")
@@ -36,9 +35,8 @@ def main(argv=None) -> None:
         for s in args.seeds:
             print(f"compare: seed {s}", flush=True)
             runs.append(replicate(params, s, args.work, models=Path("models"), data=Path("data"), device=runtime.state().device))
-    except (ConfigError, PairsError, TeacherError, FileNotFoundError, TrainingDiverged) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    except (InputError, FileNotFoundError, TrainingDiverged) as e:
+        fail(str(e))
     summary = summarise(list(args.seeds), runs)
     summary["runs"] = dict(zip(map(str, args.seeds), runs))
     atomic.write_json(args.out, summary)

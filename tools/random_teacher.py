@@ -1,6 +1,6 @@
 """A random-weight teacher with the architecture of google/ddpm-cifar10-32, for tests and benchmarks.
 
-    python -m tools.random_teacher OUT [--seed S]
+    python -m tools.random_teacher -o OUT [--seed S]
 
 (from the repository root). The real checkpoint cannot be downloaded where the tests and the GPU
 benchmark run, and neither needs trained weights: they need the 35.7M-parameter UNet's shapes,
@@ -10,12 +10,12 @@ diffusion_pytorch_model.safetensors, scheduler_config.json), written atomically.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
+from lines_model.cli import ArgumentParser
 from lines_model import atomic
 
 # The config.json of google/ddpm-cifar10-32 (35,746,307 parameters), as UNet2DModel arguments.
@@ -55,8 +55,8 @@ def save_random_cifar_teacher(folder: Path, seed: int = 0) -> Path:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m tools.random_teacher", description=__doc__.splitlines()[0])
-    p.add_argument("out", type=Path, help="output folder (replaced if it exists)")
+    p = ArgumentParser(prog="python -m tools.random_teacher", description=__doc__.splitlines()[0])
+    p.add_argument("-o", "--out", type=Path, required=True, help="output folder (replaced if it exists)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     args = p.parse_args(argv)
     print(save_random_cifar_teacher(args.out, args.seed))

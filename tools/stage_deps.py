@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from lines_model.cli import ArgumentParser
 from lines_model.provenance import PACKAGE, ROOT, module_deps
 
 
@@ -58,15 +59,22 @@ def write_dvc_yaml(path: Path) -> None:
     path.write_text("".join(out))
 
 
-def main() -> None:
-    if "--write" in sys.argv[1:]:
+def main(argv=None) -> None:
+    p = ArgumentParser(prog="python -m tools.stage_deps", description=__doc__.splitlines()[0])
+    p.add_argument("--write", action="store_true", help="rewrite the lines_model/ deps of every stage in dvc.yaml (default: print them)")
+    args = p.parse_args(argv)
+    if args.write:
         write_dvc_yaml(ROOT / "dvc.yaml")
         print("dvc.yaml: stage deps rewritten")
         return
-    for name, stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items():
-        print(f"{name} ({stage_script(stage).relative_to(ROOT)}):")
-        for d in declared(stage):
-            print(f"  - {d}")
+    try:
+        for name, stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items():
+            print(f"{name} ({stage_script(stage).relative_to(ROOT)}):")
+            for d in declared(stage):
+                print(f"  - {d}")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head`: the reader has all it wants
+        sys.stdout = None
 
 
 if __name__ == "__main__":
