@@ -1,6 +1,7 @@
 """lines_model's commands: `python -m lines_model <command> [--help]` (also the `lines-model` script).
 
     sample    images from a trained student folder            (lines_model.sample)
+    score     the metrics of any images against a reference   (lines_model.score)
     results   the results table from metrics/evaluate.json    (lines_model.results)
     profile   a full params file from a profile               (lines_model.profile)
 """
@@ -12,6 +13,7 @@ import sys
 
 COMMANDS = {
     "sample": ("lines_model.sample", "images from a trained student folder"),
+    "score": ("lines_model.score", "FID/KID/precision/recall with standard errors of any images"),
     "results": ("lines_model.results", "the results table from metrics/evaluate.json"),
     "profile": ("lines_model.profile", "a full params file from params.yaml and a profile"),
 }

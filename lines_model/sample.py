@@ -8,8 +8,8 @@
 Lines samples in any --steps (default 1), the baseline in 1, a progressive-distillation student in
 its own step count, the teacher with --sampler and --steps. The noise of image i is seeded by
 (seed, i), as the pairs' is, so the same seed gives the same images on any machine and batch size.
-A grid is enlarged for viewing; --single writes each image at the model's own resolution, as an
-external metric wants it.
+With --heldout data/heldout the noise is the evaluation's own. A grid is enlarged for viewing;
+--single writes each image at the model's own resolution, as an external metric wants it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from lines_model import generators, noise as noise_mod, plots
+from lines_model import generators, noise as noise_mod, pairs, plots
 from lines_model.cli import ArgumentParser, fail
 from lines_model.config.runtime import RuntimeCfg
 from lines_model.errors import InputError
@@ -31,6 +31,8 @@ def parser() -> ArgumentParser:
     p.add_argument("folder", type=Path, help="a student folder (models/lines, models/baseline, models/pd/<N>step) or a teacher model folder")
     p.add_argument("-n", type=int, default=64, help="number of images (default 64)")
     p.add_argument("--seed", type=int, default=0, help="noise seed: image i gets the noise of (seed, i) (default 0)")
+    p.add_argument("--heldout", type=Path, default=None,
+                   help="take the noise from this pairs folder instead (data/heldout: the first n are the noises the evaluation uses)")
     p.add_argument("--steps", type=int, default=None,
                    help="Lines: k-step sampling along the line (default 1); teacher: sampler steps (default 22 for dpmsolver++, 200 for ddim)")
     p.add_argument("--sampler", choices=sorted(TEACHER_DEFAULT_STEPS), default="dpmsolver++", help="teacher only: its sampler (default dpmsolver++)")
@@ -84,7 +86,16 @@ def main(argv=None) -> None:
         g = _generator(args, device)
     except (InputError, FileNotFoundError) as e:
         fail(str(e))
-    z = noise_mod.noise_for(range(args.n), g.sample_shape, args.seed, noise_mod.EVAL)
+    if args.heldout is not None:
+        try:
+            store = pairs.PairStore(args.heldout)
+        except InputError as e:
+            fail(str(e))
+        if args.n > len(store):
+            fail(f"-n: {args.n} is more than the {len(store)} pairs in {args.heldout}")
+        z = store.take(range(args.n))[0]
+    else:
+        z = noise_mod.noise_for(range(args.n), g.sample_shape, args.seed, noise_mod.EVAL)
     images = g.images(z, args.batch_size)  # [0, 1], on the CPU; one batch of activations at a time
     if args.single:
         for i, x in enumerate(images):
