@@ -43,6 +43,6 @@ def test_a_bad_metrics_file_is_one_line_and_exit_2(tmp_path, content, message):
 
 def test_the_entry_point_lists_its_commands_and_refuses_others():
     r = subprocess.run([sys.executable, "-m", "lines_model", "--help"], capture_output=True, text=True)
-    assert r.returncode == 0 and all(c in r.stdout for c in ("sample", "results", "profile"))
+    assert r.returncode == 0 and all(c in r.stdout for c in ("sample", "score", "results", "profile"))
     r = subprocess.run([sys.executable, "-m", "lines_model", "smaple"], capture_output=True, text=True)
-    assert r.returncode == 2 and r.stderr.strip() == "error: unknown command 'smaple'; expected one of sample, results, profile"
+    assert r.returncode == 2 and r.stderr.strip() == "error: unknown command 'smaple'; expected one of sample, score, results, profile"
