@@ -1,17 +1,18 @@
-"""Benchmarks: pair throughput at equal fidelity, bounded training memory, one-step speedup, GPU.
+"""Benchmarks: pair throughput at equal fidelity, bounded training memory, one-step speedup, the
+fidelity metrics' standard errors at CIFAR-10 size, GPU.
 
-    make bench                                   # = python benchmarks/run.py (sized for < 15 min on 2 idle cores)
+    make bench                                   # = python benchmarks/run.py (about an hour on 2 idle cores)
     python benchmarks/run.py --quick --out /tmp/bench_quick.json    # smoke version, under a minute
     python benchmarks/run.py --skip-memory       # no 12 GB of temporary files
 
 This file is the driver: it parses the arguments, runs the chosen sections (one module each:
-pairs.py, onestep.py, memory.py, gpu.py), writes benchmarks/results.json atomically after every
+pairs.py, onestep.py, memory.py, uncertainty.py, gpu.py), writes benchmarks/results.json atomically after every
 measurement it gets back (with "complete": false until the end) and prints a markdown table. Every
 number in it is measured by this run; see benchmarks/README.md for what each key means.
 
 It is also the entry point of the sections' child processes (`--child KIND ...`): the 2-process
-pair generation under torch.distributed.run and the peak-RSS children of the memory section, each
-started fresh so that its memory and timing are its own.
+pair generation under torch.distributed.run and the peak-RSS children of the memory and uncertainty
+sections, each started fresh so that its memory and timing are its own.
 """
 
 from __future__ import annotations
@@ -37,22 +38,34 @@ from benchmarks.common import T0, log, snapshot_teacher  # noqa: E402
 from benchmarks.sizes import FULL, QUICK  # noqa: E402
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results.json"
-SECTIONS = ("pairs", "onestep", "memory", "gpu")
+SECTIONS = ("pairs", "onestep", "memory", "uncertainty", "gpu")
+NESTED = ("uncertainty", "gpu")  # sections whose figures sit under their own key, with their own date
 # child kind -> the section module that defines it (imported only when that child runs)
-CHILD_MODULES = {"gen": "benchmarks.pairs", "train-mem": "benchmarks.memory", "build-pt": "benchmarks.memory", "load-pt": "benchmarks.memory"}
+CHILD_MODULES = {
+    "gen": "benchmarks.pairs", "train-mem": "benchmarks.memory", "build-pt": "benchmarks.memory", "load-pt": "benchmarks.memory",
+    "uncertainty": "benchmarks.uncertainty",
+}
 
 
 def run_child_main(kind: str, argv: list[str]) -> None:
     importlib.import_module(CHILD_MODULES[kind]).CHILDREN[kind](argv)
 
 
+def previous_section(out: Path, key: str) -> dict | None:
+    """The `key` figures (a section's own entry) of an earlier results file, unless they came from a
+    CPU dry run or a --quick run."""
+    try:
+        entry = json.loads(out.read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(entry, dict) or "dry run" in str(entry.get("device", "")) or entry.get("quick"):
+        return None
+    return entry
+
+
 def previous_gpu(out: Path) -> dict | None:
     """The `gpu` figures of an earlier results file, unless they came from a CPU dry run."""
-    try:
-        gpu = json.loads(out.read_text()).get("gpu")
-    except (OSError, ValueError):
-        return None
-    return gpu if isinstance(gpu, dict) and "dry run" not in str(gpu.get("device", "")) else None
+    return previous_section(out, "gpu")
 
 
 def machine_info(threads: int) -> dict:
@@ -93,8 +106,8 @@ def _fmt(v) -> str:
 def markdown(results: dict) -> str:
     rows = ["| key | value |", "| --- | --- |"]
     for k, v in results.items():
-        if k == "gpu" and isinstance(v, dict):
-            rows += [f"| gpu.{gk} | {_fmt(gv)} |" for gk, gv in v.items()]
+        if k in NESTED and isinstance(v, dict):
+            rows += [f"| {k}.{gk} | {_fmt(gv)} |" for gk, gv in v.items()]
         elif k == "machine":
             rows += [f"| machine.{mk} | {_fmt(mv)} |" for mk, mv in v.items()]
         else:
@@ -112,6 +125,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     p.add_argument("--teacher", default=None, help="teacher folder (default: teacher.model of params.yaml)")
     p.add_argument("--mem-pairs", type=int, default=None, help="override the memory section's pair count (for testing the script)")
     p.add_argument("--tmp", default=None, help="folder for temporary files (default: the system's temp folder)")
+    p.add_argument("--merge", action="store_true",
+                   help="with --sections among uncertainty,gpu: replace only their entries in the existing results file")
     return p, p.parse_args(argv)
 
 
@@ -153,9 +168,19 @@ def main(argv: list[str] | None = None) -> int:
     if not ((teacher_src / "config.json").exists() or (teacher_src / "unet" / "config.json").exists()):
         p.error(f"{teacher_src}: not a local teacher folder (config.json or unet/config.json); pass --teacher DIR")
 
-    results: dict = {"complete": False, "quick": args.quick, "sections": sorted(sections), "machine": machine_info(threads)}
+    info = machine_info(threads)
     out = args.out if args.out.is_absolute() else Path.cwd() / args.out
+    if args.merge:
+        if not sections <= set(NESTED):
+            p.error(f"--merge: only with --sections among {','.join(NESTED)}, whose figures carry their own date")
+        try:
+            results = json.loads(out.read_text())
+        except (OSError, ValueError) as e:
+            p.error(f"--merge: no results file to merge into: {e}")
+    else:
+        results = {"complete": False, "quick": args.quick, "sections": sorted(sections), "machine": info}
     kept_gpu = previous_gpu(out)  # read before the first save replaces the file
+    kept_uncertainty = previous_section(out, "uncertainty")
 
     def save() -> None:
         atomic.write_json(out, results)
@@ -189,12 +214,26 @@ def main(argv: list[str] | None = None) -> int:
 
             bench_memory(work, S, threads, progress, results, save)
         save()
+        if "uncertainty" in sections:
+            from benchmarks.uncertainty import bench_uncertainty
+
+            results["uncertainty"] = {"date": info["date"], "quick": args.quick, "loadavg_start": info["loadavg_start"]}
+            bench_uncertainty(work, S, threads, results["uncertainty"], save)
+            results["uncertainty"]["loadavg_end"] = list(os.getloadavg())
+            results.pop("uncertainty_note", None)
+        elif not args.merge:
+            # A 40-minute section that a run may leave out: keep the figures of the last run that had
+            # it (they carry their own date and load) rather than erase them.
+            results["uncertainty"] = kept_uncertainty
+            results["uncertainty_note"] = "uncertainty section not run: " + (
+                f"figures kept from the run of {kept_uncertainty['date']}" if kept_uncertainty else "no earlier figures"
+            )
         if "gpu" not in sections:
             pass
         elif torch.cuda.is_available():
             from benchmarks.gpu import bench_gpu
 
-            results["gpu"] = {"date": results["machine"]["date"]}
+            results["gpu"] = {"date": info["date"]}
             bench_gpu(S, results["gpu"], save)
         else:
             # Most runs of this file have no GPU: keep the figures of the last run that had one
@@ -203,9 +242,10 @@ def main(argv: list[str] | None = None) -> int:
             results["gpu_note"] = "no CUDA device here (torch.cuda.is_available() is False): " + (
                 f"GPU figures kept from the run of {kept_gpu.get('date')} on {kept_gpu.get('device')}" if kept_gpu else "GPU section not run"
             )
-        results["machine"]["loadavg_end"] = list(os.getloadavg())
-        results["total_s"] = time.perf_counter() - T0
-        results["complete"] = True
+        if not args.merge:
+            results["machine"]["loadavg_end"] = list(os.getloadavg())
+            results["total_s"] = time.perf_counter() - T0
+            results["complete"] = True
         save()
     finally:
         shutil.rmtree(work, ignore_errors=True)

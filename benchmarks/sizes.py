@@ -1,4 +1,5 @@
-"""Sizes of the benchmark runs: FULL (`make bench`, sized for < 15 min on 2 idle cores) and QUICK (`--quick`)."""
+"""Sizes of the benchmark runs: FULL (`make bench`, about an hour on 2 idle cores, 40 minutes of it the
+uncertainty section) and QUICK (`--quick`)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,12 @@ FULL = dict(
     gpu_num_workers=4,
     gpu_compile=True,
     gpu_speed_repeats=5,  # interleaved rounds of the small-batch teacher samplers and the 1-step student
+    unc_n=50_000,  # generated features of the uncertainty section (CIFAR-10's data_count) ...
+    unc_m=50_000,  # ... against as many reference features (CIFAR-10 train) ...
+    unc_d=2048,  # ... of Inception's dimension
+    unc_replicates=200,  # evaluate.se_replicates of params.yaml
+    unc_shift=0.05,  # mean shift of the generated features in every dimension
+    unc_timeout_s=3 * 3600,
 )
 QUICK = dict(
     FULL,
@@ -54,4 +61,9 @@ QUICK = dict(
     gpu_num_workers=0,
     gpu_compile=False,
     gpu_speed_repeats=2,
+    unc_n=1_200,
+    unc_m=1_000,
+    unc_d=64,
+    unc_replicates=50,
+    unc_timeout_s=600,
 )

@@ -24,12 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lines_model import evaluation, pairs, runtime, samplers
+from lines_model import evaluation, generators, pairs, runtime
 from lines_model.config import Params, to_dict
 from lines_model.provenance import scratch_key
 from lines_model.imaging import to_unit
 from lines_model.student_training import train_student
-from lines_model.students import load_student
 from lines_model.teachers import load_teacher
 
 COMPARED = ("lines_1step", "lines_2step", "baseline_1step")
@@ -57,20 +56,15 @@ def replicate(params: Params, seed: int, work: Path, *, models: Path, data: Path
                               subset_file=data / "subset.json" if kind == "lines" else None, **common)
     e = params.evaluate
     noise, teacher_images, reference = pairs.PairStore(data / "heldout").split(e.count, e.reference)
-    lines, _ = load_student(lines_dir, device)
-    base, _ = load_student(base_dir, device)
-    gens = {"lines_1step": lambda n: samplers.lines_sample(lines, n, 1), "lines_2step": lambda n: samplers.lines_sample(lines, n, 2),
-            "baseline_1step": lambda n: samplers.lines_sample(base, n, 1)}
+    gens = [generators.load(lines_dir, steps=1, device=device), generators.load(lines_dir, steps=2, device=device),
+            generators.load(base_dir, device=device)]
     feats = evaluation.Features(e)
     ref_f = feats(to_unit(reference))
     teacher01 = to_unit(teacher_images)
     out = {}
-    for name, fn in gens.items():
-        x = evaluation.generate(evaluation.GeneratorSpec(name, 0, fn), noise, e.batch_size)
-        m = feats.metrics(feats(x), ref_f)
-        mse, mse_se = evaluation.mse_with_se(x, teacher01)
-        out[name] = ({k: m[k] for k in METRICS if k != "mse"} | {f"{k}_se": m[f"{k}_se"] for k in METRICS if k != "mse"}
-                     | {"mse": mse, "mse_se": mse_se})
+    for g in gens:
+        m, _ = evaluation.quality(g, noise, teacher01, ref_f, feats, e.batch_size)
+        out[g.name] = {k: m[k] for k in METRICS} | {f"{k}_se": m[f"{k}_se"] for k in METRICS}
     return out
 
 

@@ -14,17 +14,15 @@ and do not.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
-from lines_model import fidelity, noise as noise_mod, progressive, runtime, samplers
+from lines_model import fidelity, generators, noise as noise_mod, uncertainty
 from lines_model.config import Params
 from lines_model.config.evaluate import EvaluateCfg
 from lines_model.imaging import psnr, to_unit
+from lines_model.generators import Generator
 from lines_model.line import point_on_line
-from lines_model.students import load_pd_student, load_student
 from lines_model.timing import machine_probe, time_interleaved
 
 DIST_KEYS = ("fid", "kid", "precision", "recall")
@@ -33,22 +31,15 @@ METRIC_KEYS = (
     "mse", "mse_se", "psnr", "ms_per_image", "ms_per_image_iqr", "probes_per_image", "speedup",
 )
 # A fast generator's timing sample repeats its call until it spans this long (timing.time_interleaved):
-# a one-step student makes 16 images in ~40 ms here, where a scheduler tick or a cold cache after the
-# teacher's turn is a sizeable part of a single call. 0.25 s costs about 20 s per evaluation.
+# a one-step student makes a timing batch in tens of milliseconds on a CPU, where a scheduler tick or a
+# cold cache after the teacher's turn is a sizeable part of a single call.
 SPEED_MIN_SAMPLE_S = 0.25
 DATA_SUFFIX = "_data"  # metrics against the real data set: fid_data, fid_data_se, ...
 
 
-@dataclass
-class GeneratorSpec:
-    name: str
-    nfe: int
-    fn: Callable[[torch.Tensor], torch.Tensor]  # noise (n, C, H, W) -> images in [-1, 1]
-
-
 def build_generators(
     params: Params, teacher, *, lines_dir, baseline_dir, pd_dir, device, pairs_precision: str = "fp32"
-) -> tuple[list[GeneratorSpec], torch.nn.Module]:
+) -> tuple[list[Generator], torch.nn.Module]:
     """The generators of evaluate.json, teacher first (its speed is the speedup's denominator), and
     the Lines student (for the trajectory figure).
 
@@ -59,37 +50,16 @@ def build_generators(
     grid at pd.start_steps: the sampler whose two steps PD's first round distils into one.
     """
     p, rt_cfg = params.pairs, params.runtime
-    t_unet = runtime.prepare_inference(teacher.unet, device, rt_cfg)
-    sched_cfg = teacher.scheduler_config
-    sample = samplers.teacher_sampler(p.sampler)
-    autocast = runtime.autocast_at(device, pairs_precision)
-
-    def teacher_fn(n: torch.Tensor) -> torch.Tensor:
-        with autocast():
-            return sample(t_unet, sched_cfg, n, p.steps, order=p.order, lambda_min=p.lambda_min).float()
-
-    specs = [GeneratorSpec("teacher", p.steps, teacher_fn)]
-    k0 = params.pd.start_steps
-    specs.append(GeneratorSpec(f"teacher_ddim{k0}", k0, lambda n: progressive.sample(t_unet, sched_cfg, n, k0)))
-    lines, _ = load_student(lines_dir, device)
-    lines = runtime.prepare_inference(lines, device, rt_cfg)
-    for k in params.evaluate.lines_steps:
-        specs.append(GeneratorSpec(f"lines_{k}step", k, lambda n, k=k: samplers.lines_sample(lines, n, k)))
-    base, _ = load_student(baseline_dir, device)
-    base = runtime.prepare_inference(base, device, rt_cfg)
-    specs.append(GeneratorSpec("baseline_1step", 1, lambda n: samplers.lines_sample(base, n, 1)))
-    for k in sorted(params.evaluate.pd_steps, reverse=True):
-        net, cfg = load_pd_student(pd_dir, k, device)
-        net = runtime.prepare_inference(net, device, rt_cfg)
-        specs.append(GeneratorSpec(f"pd_{k}step", k, lambda n, net=net, cfg=cfg, k=k: progressive.sample(net, cfg, n, k)))
+    kw = dict(device=device, runtime_cfg=rt_cfg)
+    specs = [
+        generators.from_teacher(teacher, p.sampler, p.steps, order=p.order, lambda_min=p.lambda_min, precision=pairs_precision, **kw),
+        generators.teacher_on_pd_grid(teacher, params.pd.start_steps, **kw),
+    ]
+    specs += [generators.load(lines_dir, steps=k, **kw) for k in params.evaluate.lines_steps]
+    specs.append(generators.load(baseline_dir, **kw))
+    specs += generators.pd_students(pd_dir, params.evaluate.pd_steps, **kw)
+    lines = next(g.model for g in specs if g.name.startswith("lines_"))
     return specs, lines
-
-
-@torch.no_grad()
-def generate(spec: GeneratorSpec, noise: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Images in [0, 1] for every noise, in batches."""
-    out = [spec.fn(noise[i : i + batch_size]).float().cpu() for i in range(0, len(noise), batch_size)]
-    return to_unit(torch.cat(out))
 
 
 class Features:
@@ -108,8 +78,7 @@ class Features:
     def metrics(self, gen: torch.Tensor, ref: torch.Tensor, suffix: str = "") -> dict[str, float]:
         c = self.cfg
         kw = dict(kid_subset_size=min(c.kid_subset_size, len(gen), len(ref)), prc_neighborhood=c.prc_neighborhood)
-        m = fidelity.metrics_from_features(gen, ref, **kw)
-        se = fidelity.standard_errors(gen, ref, n_boot=c.se_replicates, **kw)
+        m, se = uncertainty.metrics_with_errors(gen, ref, n_boot=c.se_replicates, **kw)
         out = {}
         for k in DIST_KEYS:
             out[f"{k}{suffix}"] = m[k]
@@ -124,9 +93,19 @@ def mse_with_se(x: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
     return sq.mean().item(), (per_image.std() / math.sqrt(len(per_image))).item()
 
 
+def quality(g: Generator, noise: torch.Tensor, teacher01: torch.Tensor, ref_f: torch.Tensor, feats: Features,
+            batch_size: int) -> tuple[dict[str, float], torch.Tensor]:
+    """One generator's distribution metrics (with their standard errors) against the reference
+    features `ref_f`, and its MSE/PSNR against the teacher's images for the same noise; and its
+    images in [0, 1]. The evaluation and the seed comparison both score a generator with this."""
+    x = g.images(noise, batch_size)
+    mse, mse_se = mse_with_se(x, teacher01)
+    return {"nfe": g.nfe, **feats.metrics(feats(x), ref_f), "mse": mse, "mse_se": mse_se, "psnr": psnr(mse)}, x
+
+
 @torch.no_grad()
 def evaluate(
-    specs: list[GeneratorSpec],
+    specs: list[Generator],
     noise: torch.Tensor,
     teacher_images: torch.Tensor,
     reference: torch.Tensor,
@@ -148,24 +127,20 @@ def evaluate(
     data_f = feats(data_reference) if data_reference is not None else None
     teacher01 = to_unit(teacher_images)
     metrics, images = {}, {}
-    for spec in specs:
-        print(f"evaluate: {spec.name} ({spec.nfe} NFE)", flush=True)
-        x = generate(spec, noise, cfg.batch_size)
-        images[spec.name] = x
-        mse, mse_se = mse_with_se(x, teacher01)
-        m = {"nfe": spec.nfe, **feats.metrics(feats(x), ref_f), "mse": mse, "mse_se": mse_se, "psnr": psnr(mse)}
+    for g in specs:
+        print(f"evaluate: {g.name} ({g.nfe} NFE)", flush=True)
+        metrics[g.name], images[g.name] = quality(g, noise, teacher01, ref_f, feats, cfg.batch_size)
         if data_f is not None:
-            m.update(feats.metrics(feats(generate(spec, data_noise, cfg.batch_size)), data_f, DATA_SUFFIX))
-        metrics[spec.name] = m
+            metrics[g.name].update(feats.metrics(feats(g.images(data_noise, cfg.batch_size)), data_f, DATA_SUFFIX))
     speed_noise = noise[: cfg.speed_batch]
     timings = time_interleaved(
-        {s.name: (lambda s=s: s.fn(speed_noise)) for s in specs}, images_per_call=len(speed_noise), rounds=cfg.speed_rounds,
+        {g.name: (lambda g=g: g(speed_noise)) for g in specs}, images_per_call=len(speed_noise), rounds=cfg.speed_rounds,
         min_sample_s=SPEED_MIN_SAMPLE_S, probe=machine_probe(device),
     )
     print(f"timing: machine probe {timings['teacher'].probe_ms:.2f} ms per run", flush=True)
-    for spec in specs:
-        t = timings[spec.name]
-        metrics[spec.name].update(
+    for g in specs:
+        t = timings[g.name]
+        metrics[g.name].update(
             ms_per_image=t.ms_per_image, ms_per_image_iqr=t.ms_per_image_iqr, probes_per_image=t.probes_per_image,
             speedup=timings["teacher"].ms_per_image / t.ms_per_image,
         )

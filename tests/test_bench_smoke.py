@@ -11,6 +11,7 @@ CPU dry run, so that the GPU code is exercised on machines without one.
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from pathlib import Path
 
@@ -117,10 +118,45 @@ def test_gpu_section_dry_run_on_cpu():
     assert len(saved) >= 4, "results are saved measurement by measurement"
 
 
-def test_every_child_is_found_in_its_module():
-    from benchmarks import pairs
+def test_uncertainty_section_tiny(tmp_path):
+    from benchmarks import uncertainty
 
-    assert set(run.CHILD_MODULES) == set(pairs.CHILDREN) | set(memory.CHILDREN)
+    S = dict(sizes.QUICK, unc_n=240, unc_m=200, unc_d=8, unc_replicates=50)
+    saved = []
+    r = uncertainty.bench_uncertainty(tmp_path, S, threads=1, r={}, save=lambda: saved.append(1))
+    assert (r["n"], r["m"], r["d"], r["replicates"], r["fid_groups"], r["threads"]) == (240, 200, 8, 50, 0, 1)
+    assert r["se_over_metrics"] == r["se_s"] / r["metrics_s"]
+    assert r["metrics_with_errors_equal"] is True  # the evaluation's call gives the same metrics and errors
+    assert set(r["metrics"]) == {"fid", "kid", "precision", "recall"}
+    assert r["errors_by_replicates"]["50"] == r["errors"]
+    assert set(r["errors_by_replicates"]) == {"25", "50"} and set(r["spread_by_replicates"]) == {"25"}
+    assert 0 < r["se_peak_rss_gb"] and 0 < r["metrics_peak_rss_gb"] and 0 < r["metrics_with_errors_peak_rss_gb"]
+    assert set(r["se_parts_s"]) == {"ref_radii", "gen_gen", "gen_ref", "fid", "kid_mc"}
+    assert saved
+
+
+def test_merge_replaces_only_the_nested_sections_run(tmp_path, monkeypatch):
+    out = tmp_path / "results.json"
+    out.write_text('{"complete": true, "pairs_speedup": 3.0, "uncertainty": {"date": "old", "se_s": 1.0}}')
+
+    def fake(work, S, threads, r, save):
+        r["se_s"] = 2.0
+        save()
+
+    monkeypatch.setattr("benchmarks.uncertainty.bench_uncertainty", fake)
+    assert run.main(["--sections", "uncertainty", "--merge", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["complete"] is True and r["pairs_speedup"] == 3.0 and r["uncertainty"]["se_s"] == 2.0
+    assert r["uncertainty"]["date"] != "old" and r["uncertainty"]["quick"] is False
+    assert run.previous_section(out, "uncertainty") == r["uncertainty"]
+    with pytest.raises(SystemExit):
+        run.main(["--sections", "pairs", "--merge", "--out", str(out)])  # flat keys: never merged
+
+
+def test_every_child_is_found_in_its_module():
+    from benchmarks import pairs, uncertainty
+
+    assert set(run.CHILD_MODULES) == set(pairs.CHILDREN) | set(memory.CHILDREN) | set(uncertainty.CHILDREN)
     for kind, module in run.CHILD_MODULES.items():
         assert kind in importlib.import_module(module).CHILDREN, kind
 

@@ -59,3 +59,17 @@ def test_piping_the_deps_listing_into_head_ends_quietly():
     r = subprocess.run(f"{sys.executable} -m tools.stage_deps | head -1", shell=True, cwd=ROOT, capture_output=True, text=True,
                        env={**os.environ})
     assert r.returncode == 0 and r.stdout.startswith("teacher_pairs") and "Traceback" not in r.stderr, r.stderr
+
+
+def test_prefetch_offline_is_one_line(tmp_path, monkeypatch, capsys):
+    import tools.prefetch as prefetch
+
+    def offline(*args, **kwargs):
+        raise OSError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(prefetch, "download_teacher", offline)
+    with pytest.raises(SystemExit) as e:
+        prefetch.main(["--teacher", str(tmp_path / "t")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"error: {tmp_path / 't'}: could not fetch it (OSError: [Errno -2] Name or service not known)")

@@ -67,6 +67,6 @@ def test_evaluation_generators_and_trajectory_on_cuda(teacher, tmp_path):
                                                pd_dir=tmp_path / "pd", device=CUDA)
     noise = torch.randn(4, 3, 16, 16)
     for spec in specs:
-        assert evaluation.generate(spec, noise, 2).shape == (4, 3, 16, 16), spec.name
+        assert spec.images(noise, 2).shape == (4, 3, 16, 16), spec.name
     xs, preds = evaluation.trajectory(lines, noise[:2], noise[:2], (0.0, 0.5, 1.0))
     assert xs.shape == preds.shape == (2, 3, 3, 16, 16)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lines_model import features, fidelity, shapes
+from lines_model import extractors, features, shapes
 
 # Fresh held-out indices: disjoint from training [0, 1e6) and from the evaluation range of accuracy.json.
 FRESH = 30_000_000
@@ -73,7 +73,7 @@ def test_missing_weights_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         features.load_feature_net(tmp_path / "net")
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
-        fidelity.register_shapes_extractor(tmp_path / "net")
+        extractors.register_shapes_extractor(tmp_path / "net")
 
 
 def test_bad_config_is_rejected(tmp_path):

@@ -1,4 +1,4 @@
-"""lines_model.fidelity (features once, metrics and their standard errors) and tools/prefetch's writer."""
+"""lines_model.fidelity and lines_model.extractors (features once, metrics from them) and tools/prefetch's writer."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import torch
 import torch.nn.functional as F
 import torch_fidelity
 from PIL import Image
-from torch_fidelity.metric_kid import kernel_poly
 
-from lines_model import features, fidelity, shapes
+from lines_model import extractors, features, fidelity, shapes
 from tools import prefetch
 
 N = 300
@@ -33,13 +32,6 @@ def _blur(x: torch.Tensor) -> torch.Tensor:
     k = (k[:, None] * k[None, :]) / 16
     w = k.expand(3, 1, 3, 3).contiguous()
     return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), w, groups=3)
-
-
-def _gaussian_sets(n: int, m: int, d: int, draws: int, shift: float, seed: int = 0):
-    """A fixed reference N(0, I) (m, d) and `draws` independent generated sets N(shift, I) (n, d)."""
-    g = torch.Generator().manual_seed(seed)
-    ref = torch.randn(m, d, generator=g, dtype=torch.float64)
-    return ref, [torch.randn(n, d, generator=g, dtype=torch.float64) + shift for _ in range(draws)]
 
 
 # ---- metrics on the shapes feature net (moved from test_features.py) ---------------------------
@@ -80,13 +72,13 @@ def test_kid_subset_larger_than_n_is_clamped(real_sets):
 
 
 def test_register_is_idempotent_and_binds_the_folder(tmp_path, real_sets):
-    assert fidelity.register_shapes_extractor() == "shapes-features"
-    assert fidelity.register_shapes_extractor(features.DEFAULT_FEATURE_DIR) == "shapes-features"
+    assert extractors.register_shapes_extractor() == "shapes-features"
+    assert extractors.register_shapes_extractor(features.DEFAULT_FEATURE_DIR) == "shapes-features"
     torch.manual_seed(1)
     features.save_feature_net(features.ShapesFeatureNet(widths=(8, 8, 8), feature_dim=16), tmp_path / "rand")
-    name = fidelity.register_shapes_extractor(tmp_path / "rand")
+    name = extractors.register_shapes_extractor(tmp_path / "rand")
     assert name != "shapes-features" and name.startswith("shapes-features-")
-    assert fidelity.register_shapes_extractor(tmp_path / "rand") == name
+    assert extractors.register_shapes_extractor(tmp_path / "rand") == name
     a, b = real_sets
     shipped = fidelity.compute_fidelity(a[:100], b[:100], "shapes-features", kid_subset_size=50)
     rand = fidelity.compute_fidelity(a[:100], b[:100], "shapes-features", feature_dir=tmp_path / "rand",
@@ -122,10 +114,6 @@ def test_bad_arguments_are_named(real_sets):
         fidelity.metrics_from_features(f, torch.full_like(f, math.nan), kid_subset_size=5)
     with pytest.raises(ValueError, match="kid_subsets"):
         fidelity.metrics_from_features(f, f, kid_subset_size=5, kid_subsets=0)
-    with pytest.raises(ValueError, match="n_boot"):
-        fidelity.standard_errors(f, f, kid_subset_size=5, n_boot=1)
-    with pytest.raises(ValueError, match="prc_neighborhood"):  # the errors build balls within halves of 5
-        fidelity.standard_errors(f, f, kid_subset_size=5, prc_neighborhood=5)
 
 
 # ---- features once, then metrics -----------------------------------------------------------------
@@ -153,64 +141,6 @@ def test_metrics_from_features_equal_torch_fidelity_on_the_images(real_sets):
     }
     via_images = fidelity.compute_fidelity(gen, ref, "shapes-features", kid_subset_size=50, kid_subsets=20, seed=7)
     assert via_images == ours
-    with_se = fidelity.compute_fidelity(gen, ref, "shapes-features", kid_subset_size=50, kid_subsets=20, seed=7,
-                                        with_se=True)
-    assert {k: with_se[k] for k in ours} == ours
-    assert set(with_se) - set(ours) == {"fid_se", "kid_se", "precision_se", "recall_se"}
-    assert all(with_se[k] > 0 for k in ("fid_se", "kid_se", "precision_se", "recall_se")), with_se
-
-
-@pytest.mark.parametrize("n", [300, 30])  # more samples than dimensions, and fewer
-def test_replicate_formulas_equal_torch_fidelity_on_the_full_set(n):
-    """The per-subset shortcuts of `standard_errors`, given all of `gen`, reproduce the metrics."""
-    g, r = torch.randn(n, 50, dtype=torch.float64), torch.randn(n, 50, dtype=torch.float64) + 0.2
-    # With subsets of all n points every KID subset is a permutation: KID is the full-set U-statistic.
-    m = fidelity.metrics_from_features(g, r, kid_subset_size=n, kid_subsets=2, prc_neighborhood=3)
-    everything = torch.arange(n)[None]
-    assert fidelity._fid_replicates(g, r, everything)[0].item() == pytest.approx(m["fid"], rel=1e-6)
-    assert fidelity._recall_replicates(g, r, 3, everything)[0] == pytest.approx(m["recall"], abs=1e-6)  # f32 mean
-    k_rr = kernel_poly(r.numpy(), r.numpy())
-    ref_term = (k_rr.sum() - np.trace(k_rr)) / (n * (n - 1))  # left out of the replicates: a constant
-    kid = fidelity._kid_replicates(g.numpy(), r.numpy(), np.ones((1, n)))[0] + ref_term
-    assert kid == pytest.approx(m["kid"], rel=1e-9)
-    # Precision's replicates are means of "inside the reference balls" indicators over the subset.
-    inside = (torch.cdist(g, r) <= fidelity._kth_neighbour_radii(r, 3)).any(dim=1).double().mean().item()
-    assert inside == pytest.approx(m["precision"], abs=1e-6)
-
-
-# ---- standard errors -----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("n, d", [(200, 16), (240, 64)])  # d/n ~ 0.27 as for 500 x 128-d features
-def test_standard_errors_match_the_spread_of_independent_draws(n, d):
-    """The half-sample errors of one generated set against the observed spread over 40 sets.
-
-    With 40 draws the observed std is itself known to about +-11%. The ratios (mean error of 3
-    draws / observed std) were fid 1.26 and 1.23, kid 1.26 and 1.07, precision 0.97 and 0.93,
-    recall 0.86 and 1.13 for the two cases.
-    """
-    ref, gens = _gaussian_sets(n, 400, d, draws=40, shift=0.3)
-    kw = dict(kid_subset_size=None, kid_subsets=10, prc_neighborhood=3)
-    values = [fidelity.metrics_from_features(x, ref, **kw) for x in gens]
-    observed = {k: np.std([v[k] for v in values], ddof=1) for k in values[0]}
-    errors = [fidelity.standard_errors(x, ref, **kw) for x in gens[:3]]
-    ratios = {k: np.mean([e[k + "_se"] for e in errors]) / observed[k] for k in observed}
-    for k, ratio in ratios.items():
-        assert 0.67 <= ratio <= 1.5, (k, ratios, observed)
-
-
-def test_standard_errors_are_deterministic():
-    ref, (gen,) = _gaussian_sets(60, 80, 8, draws=1, shift=0.5)
-    gen32, ref32 = gen.float(), ref.float()
-    before = gen32.clone()
-    kw = dict(kid_subset_size=30, kid_subsets=10, prc_neighborhood=3)
-    m1 = fidelity.metrics_from_features(gen32, ref32, **kw)
-    m2 = fidelity.metrics_from_features(gen32.clone(), ref32.clone(), **kw)
-    s1 = fidelity.standard_errors(gen32, ref32, n_boot=30, **kw)
-    s2 = fidelity.standard_errors(gen32.clone(), ref32.clone(), n_boot=30, **kw)
-    assert m1 == m2 and s1 == s2
-    assert torch.equal(gen32, before)  # inputs are not modified
-    assert fidelity.standard_errors(gen32, ref32, n_boot=30, seed=1, **kw) != s1  # the seed draws the halves
 
 
 # ---- Inception, offline ----------------------------------------------------------------------------
@@ -218,7 +148,7 @@ def test_standard_errors_are_deterministic():
 
 @pytest.fixture(scope="module")
 def random_inception(tmp_path_factory) -> Path:
-    return fidelity.save_random_inception_weights(tmp_path_factory.mktemp("inception") / "weights.pth", seed=0)
+    return extractors.save_random_inception_weights(tmp_path_factory.mktemp("inception") / "weights.pth", seed=0)
 
 
 def test_inception_features_from_a_local_weights_file(random_inception, monkeypatch):

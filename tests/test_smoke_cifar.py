@@ -27,7 +27,7 @@ pytestmark = pytest.mark.smoke_cifar
 
 
 def test_cifar10_profile_runs_as_a_pipeline(tmp_path):
-    from lines_model.fidelity import save_random_inception_weights
+    from lines_model.extractors import save_random_inception_weights
 
     profile = yaml.safe_load((ROOT / "profiles" / "cifar10.yaml").read_text())
     assert profile["evaluate"]["feature_extractor"] == "inception-v3-compat"

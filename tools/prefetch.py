@@ -32,7 +32,9 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.utils import prepare_input_from_id
 
 from lines_model import atomic
-from lines_model.fidelity import INCEPTION_EXTRACTOR, extract_features
+from lines_model.cli import ArgumentParser, fail
+from lines_model.extractors import INCEPTION_EXTRACTOR
+from lines_model.fidelity import extract_features
 
 # torch-fidelity's own file name: torch.hub's "<name>-<sha256 prefix>.pth".
 INCEPTION_WEIGHTS = Path("teachers/inception") / URL_INCEPTION_V3.rsplit("/", 1)[-1]
@@ -115,7 +117,7 @@ def download_teacher(folder: str | Path, repo_id: str = TEACHER_ID, revision: st
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m tools.prefetch", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="python -m tools.prefetch", description=__doc__.splitlines()[0])
     p.add_argument("--inception-weights", nargs="?", type=Path, const=INCEPTION_WEIGHTS, default=None,
                    metavar="PATH", help=f"torch-fidelity's Inception-v3 weights (default {INCEPTION_WEIGHTS})")
     p.add_argument("--cifar10-train", nargs="?", type=Path, const=CIFAR10_TRAIN, default=None, metavar="PATH",
@@ -140,7 +142,11 @@ def main(argv=None) -> None:
         if out.exists() and not args.force:
             print(f"{out}: exists, kept (--force to fetch again)")
             continue
-        print(fetch(out))
+        try:
+            print(fetch(out))
+        except OSError as e:  # offline, DNS failure, refused connection, HTTP errors of the hub client
+            fail(f"{out}: could not fetch it ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
+                 "run this on a machine with network access and copy the file over")
 
 
 if __name__ == "__main__":

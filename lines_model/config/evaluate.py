@@ -21,7 +21,7 @@ class EvaluateCfg:
     data_count: int = field(min=2)
     kid_subset_size: int = field(min=2)
     prc_neighborhood: int = field(min=1)
-    se_replicates: int = field(min=2)  # half-sample replicates behind every *_se (fidelity.standard_errors)
+    se_replicates: int = field(min=2)  # half-sample replicates behind every *_se (uncertainty.standard_errors)
     speed_batch: int = field(min=1)  # batch size of the ms/image timings
     speed_rounds: int = field(min=1)  # interleaved timing rounds; ms/image is their median
     batch_size: int = field(min=1)  # generation batch
