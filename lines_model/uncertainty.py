@@ -156,43 +156,22 @@ def replicates(
     return rep, full
 
 
-def standard_errors(
-    gen: torch.Tensor,
-    ref: torch.Tensor,
-    *,
-    n_boot: int = N_BOOT,
-    seed: int = 0,
-    kid_subset_size: int | None,
-    kid_subsets: int = 100,
-    prc_neighborhood: int = 3,
-    metric_seed: int = 2020,
-) -> dict[str, float]:
+def standard_errors(gen: torch.Tensor, ref: torch.Tensor, **settings) -> dict[str, float]:
     """Standard errors {"fid_se", "kid_se", "precision_se", "recall_se"} of `metrics_from_features`.
 
-    The metric arguments are those of `fidelity.metrics_from_features` (`metric_seed` is its
-    `seed`); `seed` draws every half, so equal inputs give equal errors. Needs `prc_neighborhood`
-    < n // 2 (the recall balls are built within a half).
+    `settings` are the keywords of `replicates` but `with_prc`: the metric arguments of
+    `fidelity.metrics_from_features` (`metric_seed` is its `seed`), `n_boot`, and `seed`, which draws
+    every half, so equal inputs give equal errors. Needs `prc_neighborhood` < n // 2 (the recall
+    balls are built within a half).
     """
-    rep, _ = replicates(gen, ref, n_boot=n_boot, seed=seed, kid_subset_size=kid_subset_size, kid_subsets=kid_subsets,
-                        prc_neighborhood=prc_neighborhood, metric_seed=metric_seed)
-    return rep.errors()
+    return replicates(gen, ref, **settings)[0].errors()
 
 
-def metrics_with_errors(
-    gen: torch.Tensor,
-    ref: torch.Tensor,
-    *,
-    n_boot: int = N_BOOT,
-    seed: int = 0,
-    kid_subset_size: int | None,
-    kid_subsets: int = 100,
-    prc_neighborhood: int = 3,
-    metric_seed: int = 2020,
-) -> tuple[dict[str, float], dict[str, float]]:
+def metrics_with_errors(gen: torch.Tensor, ref: torch.Tensor, *, metric_seed: int = 2020, **settings) -> tuple[dict[str, float], dict[str, float]]:
     """(`fidelity.metrics_from_features(gen, ref, seed=metric_seed, ...)`, `standard_errors(gen, ref, ...)`)
     in one go: the same metrics, bit for bit, and the same errors, with precision and recall taken
-    from the errors' distance passes."""
-    kw = dict(kid_subset_size=kid_subset_size, kid_subsets=kid_subsets, prc_neighborhood=prc_neighborhood)
-    rep, prc = replicates(gen, ref, n_boot=n_boot, seed=seed, metric_seed=metric_seed, with_prc=True, **kw)
-    metrics = fidelity.metrics_from_features(gen, ref, seed=metric_seed, prc=False, **kw)
+    from the errors' distance passes. `settings` as for `standard_errors`."""
+    rep, prc = replicates(gen, ref, metric_seed=metric_seed, with_prc=True, **settings)
+    metric_args = {k: settings[k] for k in ("kid_subset_size", "kid_subsets", "prc_neighborhood") if k in settings}
+    metrics = fidelity.metrics_from_features(gen, ref, seed=metric_seed, prc=False, **metric_args)
     return {**metrics, **prc}, rep.errors()
