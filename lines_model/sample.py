@@ -40,7 +40,7 @@ def parser() -> ArgumentParser:
     p.add_argument("-o", "--out", type=Path, required=True, help="a .png grid, or with --single a folder for one .png per image")
     p.add_argument("--single", action="store_true", help="one PNG per image, at the model's resolution, into the --out folder")
     p.add_argument("--nrow", type=int, default=8, help="grid only: images per row (default 8)")
-    p.add_argument("--batch-size", type=int, default=256, help="images generated at once (default 256): bounds the memory")
+    p.add_argument("--batch-size", type=int, default=64, help="images generated at once (default 64): bounds the memory")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
     return p
 
