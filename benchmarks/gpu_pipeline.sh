@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# benchmarks/gpu_pipeline.py on a CUDA machine that has Python, torch and CUDA but not this project's
+# environment: the project's other dependencies travel as wheels in .whl/ (the versions of the
+# project's .venv, for the machine's Python), installed into /tmp/site; the machine's torch is used.
+#   bash benchmarks/gpu_pipeline.sh [--scale 0.01] [--budget-s 540]   (results under $OUT)
+set -u
+cd "$(dirname "$0")/.."
+t0=$(date +%s)
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1
+if ! command -v python >/dev/null; then
+  mkdir -p /tmp/bin && ln -sf "$(command -v python3)" /tmp/bin/python && export PATH=/tmp/bin:$PATH
+fi
+echo "wheels installed in $(( $(date +%s) - t0 )) s"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -m benchmarks.gpu_pipeline --out "${OUT:-/tmp/gpu_pipeline}" "$@"
