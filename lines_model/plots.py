@@ -1,4 +1,4 @@
-"""Figures: sample grids, generator comparisons, the trajectory figure and metric bar charts.
+"""Figures: sample grids, generator comparisons, the trajectory figure, metric bar charts, quality vs cost.
 
 Callers are the library itself (report.py, the trainers, the sample CLI), which check what they are
 given at their own boundaries. Every PNG is written through `atomic.atomic_path`, so a job killed or
@@ -24,13 +24,14 @@ import torch
 import torch.nn.functional as F
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from matplotlib.transforms import blended_transform_factory
 from PIL import Image
 from torchvision.utils import make_grid
 
 from .atomic import atomic_path
 
-__all__ = ["save_grid", "comparison_grid", "trajectory_figure", "metric_bars", "loss_curves"]
+__all__ = ["save_grid", "comparison_grid", "trajectory_figure", "metric_bars", "quality_cost", "loss_curves"]
 
 PAD_VALUE = 1.0  # white separators: the shapes backgrounds are dark or muted
 _DPI = 100
@@ -249,6 +250,74 @@ def metric_bars(metrics: Mapping[str, Mapping], path) -> None:
         ax.set_title(label, fontsize=_FONT + 2)
         ax.grid(axis="y", alpha=0.3, which="both")
         ax.set_axisbelow(True)
+    _save_figure(fig, path)
+
+
+# (metrics key of the FID, its standard error, the panel's y label); a row of panels per FID present.
+_FIDS = (
+    ("fid", "fid_se", "FID vs teacher samples ± 1 SE"),
+    ("fid_data", "fid_data_se", "FID vs data ± 1 SE"),
+)
+_COSTS = (("nfe", "network evaluations per image (NFE)"), ("ms_per_image", "ms per image"))
+
+
+def _plain_log_ticks(axis) -> None:
+    """Log-axis ticks at 1, 2, 5 times powers of ten, written as plain numbers (0.5, 2, 20)."""
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def quality_cost(metrics: Mapping[str, Mapping], path, reference: str | None = None) -> None:
+    """Quality against cost, the figure distillation papers lead with: one labelled point per generator.
+
+    `metrics` maps a generator label to a dict with "fid", "fid_se" (one standard error, drawn as a
+    vertical error bar), "nfe" and "ms_per_image". Columns: cost as NFE, then as milliseconds per
+    image, both on log axes. Rows: FID against the teacher's samples, then, when any generator has a
+    "fid_data", FID against the data set (with "fid_data_se"). The y axis is logarithmic when every
+    FID drawn in it is positive. The `reference` generator (the teacher) is also drawn across each
+    panel as a dashed line at its FID inside a band of ± 1 standard error. A value that is missing,
+    None, NaN or infinite, or a cost <= 0, leaves that generator out of that panel only.
+    """
+    rows = [f for f in _FIDS if any(_metric(e, f[0]) is not None for e in metrics.values())] or [_FIDS[0]]
+    fig = Figure(figsize=(11.0, 4.2 * len(rows)), dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(rows), len(_COSTS), squeeze=False)
+    for (fid_key, se_key, ylabel), row in zip(rows, axes):
+        ref = metrics.get(reference, {}) if reference is not None else {}
+        ref_fid, ref_se = _metric(ref, fid_key), _metric(ref, se_key) or 0.0
+        for (cost_key, xlabel), ax in zip(_COSTS, row):
+            ax.set_xscale("log")
+            positive, xs = True, set()
+            for i, (name, entry) in enumerate(metrics.items()):
+                x, y = _metric(entry, cost_key), _metric(entry, fid_key)
+                if x is None or x <= 0 or y is None:
+                    continue
+                positive &= y > 0
+                xs.add(x)
+                se = _metric(entry, se_key)
+                ax.errorbar([x], [y], yerr=None if se is None else [se], fmt="o", color=f"C{i % 10}", markersize=5,
+                            capsize=3, elinewidth=1)
+                ax.annotate(name, (x, y), xytext=(5, 3), textcoords="offset points", fontsize=_FONT)
+            if ref_fid is not None:
+                positive &= ref_fid > 0
+                ax.axhspan(ref_fid - ref_se, ref_fid + ref_se, color="0.5", alpha=0.15, linewidth=0)
+                ax.axhline(ref_fid, color="0.4", linestyle="--", linewidth=1, label=f"{reference}: {ref_fid:.2f} ± {ref_se:.2f}")
+                ax.legend(fontsize=_FONT, loc="upper right")
+            if positive and ax.has_data():
+                ax.set_yscale("log")
+                _plain_log_ticks(ax.yaxis)
+            if cost_key == "nfe" and xs:
+                ax.set_xticks(sorted(xs))  # the step counts themselves
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                ax.xaxis.set_minor_formatter(NullFormatter())
+            else:
+                _plain_log_ticks(ax.xaxis)
+            ax.margins(x=0.15)  # room for the labels right of the costliest point
+            ax.set_xlabel(xlabel + " (log scale)", fontsize=_FONT + 1)
+            ax.set_ylabel(ylabel + " (lower is better)", fontsize=_FONT + 1)
+            ax.grid(alpha=0.3, which="both")
+            ax.set_axisbelow(True)
     _save_figure(fig, path)
 
 

@@ -47,7 +47,8 @@ def write(
     grid_columns: int,
 ) -> None:
     """The metrics file, and under `plots_dir`: comparison.png (one row per generator, the same
-    noise per column), fid_speedup.png, loss_curves.png (the students' training losses on one
+    noise per column), fid_cost.png (FID against NFE and ms per image, the teacher's FID as the
+    reference line), fid_speedup.png, loss_curves.png (the students' training losses on one
     chart, from `loss_files`: label -> dvclive loss.tsv), trajectory.png, samples/<generator>.png.
 
     The names sort in the order `dvc plots show` should present them: it lists images by folder,
@@ -61,5 +62,8 @@ def write(
     for name, x in images.items():
         plots.save_grid(x[:SAMPLES_PER_GRID], plots_dir / "samples" / f"{name}.png", nrow=8)
     plots.metric_bars(metrics, plots_dir / "fid_speedup.png")
+    labelled = {label(n, m["nfe"]): m for n, m in metrics.items()}
+    reference = label("teacher", metrics["teacher"]["nfe"]) if "teacher" in metrics else None
+    plots.quality_cost(labelled, plots_dir / "fid_cost.png", reference=reference)
     inputs, preds, teacher = traj
     plots.trajectory_figure(to_unit(inputs), to_unit(preds), to_unit(teacher), list(ts), plots_dir / "trajectory.png")

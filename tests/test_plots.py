@@ -1,4 +1,4 @@
-"""The figures of lines_model.plots: valid PNGs, exact grid geometry, input checks, atomic writes."""
+"""The figures of lines_model.plots: valid PNGs, exact grid geometry, what the charts draw, atomic writes."""
 
 from __future__ import annotations
 
@@ -151,6 +151,80 @@ def test_metric_bars(tmp_path):
     assert leftovers(out.parent) == []
 
 
+# --------------------------------------------------------------------------- quality_cost
+
+
+def _capture_figures(monkeypatch) -> list:
+    """The figures plots writes, kept for inspection (and still written)."""
+    figures, save = [], plots._save_figure
+    monkeypatch.setattr(plots, "_save_figure", lambda fig, path: (figures.append(fig), save(fig, path)))
+    return figures
+
+
+def _error_bars(ax) -> list[tuple[float, float, float]]:
+    """(x, y, half height of the vertical error bar) of each point ax.errorbar drew with one."""
+    out = []
+    for c in ax.containers:
+        if not c.has_yerr:
+            continue
+        line, (bars,) = c.lines[0], c.lines[2]
+        (x,), (y,) = line.get_data()
+        (lo, hi) = bars.get_segments()[0][:, 1]
+        out.append((float(x), float(y), (hi - lo) / 2))
+    return out
+
+
+def test_quality_cost_draws_each_generator_with_its_fid_error_bar_and_the_teacher_line(tmp_path, monkeypatch):
+    metrics = {
+        "teacher (22 NFE)": {"nfe": 22, "fid": 1.0, "fid_se": 0.2, "ms_per_image": 40.0},
+        "Lines 1-step": {"nfe": 1, "fid": 8.0, "fid_se": 0.5, "ms_per_image": 2.0},
+        "PD 4-step": {"nfe": 4, "fid": 2.0, "fid_se": 0.3, "ms_per_image": 8.0},
+        "untimed": {"nfe": 2, "fid": 3.0, "fid_se": None, "ms_per_image": float("nan")},  # NFE panel only, no bar
+    }
+    figures = _capture_figures(monkeypatch)
+    out = tmp_path / "q" / "fid_cost.png"
+    plots.quality_cost(metrics, out, reference="teacher (22 NFE)")
+    png(out)
+    assert leftovers(out.parent) == []
+    (fig,) = figures
+    ax_nfe, ax_ms = fig.axes[:2]
+    assert len(fig.axes) == 2  # no fid_data: one row
+    assert ax_nfe.get_xscale() == ax_ms.get_xscale() == "log"
+    bars = sorted(_error_bars(ax_nfe))
+    assert [(x, y) for x, y, _ in bars] == [(1, 8.0), (4, 2.0), (22, 1.0)]
+    assert [se for *_, se in bars] == pytest.approx([0.5, 0.3, 0.2])
+    assert len(ax_nfe.containers) == 4  # the untimed point too, without a bar
+    assert sorted(_error_bars(ax_ms))[0][:2] == (2.0, 8.0) and len(ax_ms.containers) == 3
+    labels = {t.get_text() for t in ax_nfe.texts}
+    assert labels == set(metrics)  # every generator labelled, the untimed one as a bare point
+    assert {t.get_text() for t in ax_ms.texts} == set(metrics) - {"untimed"}
+    # the teacher's FID as a dashed reference line across the panel, inside its ± 1 SE band
+    (ref,) = [ln for ln in ax_nfe.lines if ln.get_linestyle() == "--"]
+    assert set(ref.get_ydata()) == {1.0}
+    (band,) = ax_nfe.patches
+    ys = band.get_patch_transform().transform(band.get_path().vertices)[:, 1]  # y in data units
+    assert (ys.min(), ys.max()) == pytest.approx((0.8, 1.2))
+
+
+def test_quality_cost_adds_a_row_for_fid_against_the_data_and_draws_whatever_it_is_given(tmp_path, monkeypatch):
+    figures = _capture_figures(monkeypatch)
+    metrics = {
+        "teacher": {"nfe": 10, "fid": 1.0, "fid_se": 0.1, "fid_data": 5.0, "fid_data_se": 0.4, "ms_per_image": 9.0},
+        "student": {"nfe": 1, "fid": 4.0, "fid_se": 0.3, "fid_data": 9.0, "fid_data_se": 0.6, "ms_per_image": 1.0},
+    }
+    plots.quality_cost(metrics, tmp_path / "a.png", reference="teacher")
+    assert len(figures[-1].axes) == 4
+    ax_data = figures[-1].axes[2]
+    assert [se for *_, se in sorted(_error_bars(ax_data))] == pytest.approx([0.6, 0.4])
+    # nothing finite, no reference, a reference without a FID, a negative FID: still a figure
+    plots.quality_cost({"x": {"fid": float("nan"), "nfe": None}}, tmp_path / "b.png")
+    plots.quality_cost({"x": {"fid": -0.1, "fid_se": 0.2, "nfe": 1, "ms_per_image": 0.0}}, tmp_path / "c.png", reference="x")
+    plots.quality_cost({}, tmp_path / "d.png", reference="missing")
+    for name in "bcd":
+        png(tmp_path / f"{name}.png")
+    assert figures[-2].axes[0].get_yscale() == "linear"  # a FID <= 0 cannot go on a log axis
+
+
 # --------------------------------------------------------------------------- atomic writes
 
 
@@ -173,6 +247,7 @@ def test_failure_while_writing_leaves_no_file(tmp_path, monkeypatch):
         lambda p: plots.comparison_grid({"a": rand(2, 3, 8, 8), "b": rand(2, 3, 8, 8)}, p),
         lambda p: plots.trajectory_figure(rand(1, 2, 3, 8, 8), rand(1, 2, 3, 8, 8), rand(1, 3, 8, 8), [0.0, 1.0], p),
         lambda p: plots.metric_bars({"a": {"fid": 1.0, "speedup": 2.0}}, p),
+        lambda p: plots.quality_cost({"a": {"fid": 1.0, "fid_se": 0.1, "nfe": 1, "ms_per_image": 2.0}}, p, reference="a"),
     ]
     for i, call in enumerate(calls):
         target = tmp_path / f"fig{i}.png"
