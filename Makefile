@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN := PATH=$(abspath $(BIN)):$$PATH
 
-.PHONY: install repro test smoke-cifar compare results bench clean-venv
+.PHONY: install repro test smoke-cifar compare results bench clean-venv plots-page
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,10 +13,25 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# Also the offline `dvc plots show` page (plots-page) where npm is found; without it, or when npm
+# cannot reach its registry, DVC's default page stays (its charts need a network to draw).
 install: $(STAMP)
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory plots-page || echo "plots-page failed: dvc plots show keeps DVC's default page"; \
+	else echo "npm not found: dvc plots show keeps DVC's default page (its charts load vega from a CDN)"; fi
+
+# The `dvc plots show` page with vega, vega-lite and vega-embed inline, so every chart draws offline:
+# npm installs plots_page/package-lock.json's exact versions, tools/plots_template.py writes the
+# template, and .dvc/config.local points DVC at it. `python -m tools.plots_page` checks the page.
+PLOTS_PAGE := build/plots_page/template.html
+$(PLOTS_PAGE): plots_page/package.json plots_page/package-lock.json tools/plots_template.py | $(STAMP)
+	cd plots_page && npm ci --no-audit --no-fund --ignore-scripts
+	$(BIN)/python -m tools.plots_template plots_page/node_modules $@
+
+plots-page: $(PLOTS_PAGE)
+	$(BIN)/dvc config --local plots.html_template ../$(PLOTS_PAGE)
 
 # The embedded default pipeline (params.yaml).
-repro: $(STAMP)
+repro: install
 	$(RUN) $(BIN)/dvc repro
 
 # Unit tests and the end-to-end dvc runs on the micro profile (under 5 minutes once installed).
