@@ -285,6 +285,7 @@ def part_pipeline(out: Path, r: dict, scale: float, tiny: bool, budget_s: float,
         m = json.loads(metrics.read_text())
         c["evaluate_ms_per_image"] = {k: v.get("ms_per_image") for k, v in m.items()}
     c["full_items"] = items(full)
+    c["full_params_evaluate"] = full["evaluate"]
     save()
 
 
@@ -344,10 +345,28 @@ def flops_per_item(r: dict) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+# Ceilings of one H200 (SXM) by the vendor's datasheet, dense: plain fp32 on the CUDA cores, and
+# bf16 on the tensor cores (about 790 measured on this kind of machine for an 8192^3 product).
+CEILING_TFLOPS = {"fp32": 67.0, "tf32": 495.0, "bf16": 990.0}
+
+
+def forward_units(c: dict) -> dict[str, float]:
+    """Forward passes of the teacher-sized network per item, or GFLOP per item, per stage: a pair is
+    `steps` teacher forwards; a training sample is a student forward and backward (about 3
+    forwards); a PD sample is two teacher forwards for the target plus a forward and backward of the
+    teacher-sized student."""
+    g = c["forward_gflop_per_image"]
+    steps = c["params_reduced"]["pairs"]["steps"]
+    return {"teacher_pairs": steps * g["teacher"], "train_lines": 3 * g["student"],
+            "train_baseline": 3 * g["student"], "distill_progressive": 5 * g["teacher"]}
+
+
 def estimate(c: dict) -> None:
     """Each stage's full-run seconds: its process start, plus the full run's items at the rate
-    measured net of that start. The evaluation: its generation and features scaled by images, plus
-    eight generators' metrics and standard errors at 50,000 vs 50,000 as measured on their own."""
+    measured net of that start. The evaluation: if it ran, its generation and features scaled by
+    images, plus eight generators' metrics and standard errors at 50,000 vs 50,000 as measured on
+    their own; if it was cut, a lower bound from the teacher's measured rate (its generators'
+    network evaluations only, features and metrics left out), marked as such."""
     est = {}
     for stage, s in c["stage_s"].items():
         if c["stage_rc"].get(stage) != 0:
@@ -356,11 +375,41 @@ def estimate(c: dict) -> None:
         # A stage shorter than a process start (the subset) is costed at its measured time.
         est[stage] = c["startup_s"] + c["full_items"][stage] / rate if rate else s
     u = c.get("evaluate_50k", {})
+    notes = {}
     if "evaluate" in est and "s" in u:
-        n_generators = 8
-        est["evaluate"] += n_generators * u["s"]
+        est["evaluate"] += 8 * u["s"]
+    elif c["stage_rc"].get("evaluate") != 0 and c["stage_rc"].get("teacher_pairs") == 0:
+        g, e, steps = c["forward_gflop_per_image"], c["full_params_evaluate"], c["params_reduced"]["pairs"]["steps"]
+        images = e["count"] + e["data_count"]
+        teacher_nfe = steps + 32 + sum(e["pd_steps"])  # teacher, teacher_ddim32, the PD students
+        student_nfe = sum(e["lines_steps"]) + 1       # Lines at its steps, the baseline's one step
+        forwards = images * (teacher_nfe + student_nfe * g["student"] / g["teacher"])
+        est["evaluate"] = c["startup_s"] + forwards / (c["items_per_s_net"]["teacher_pairs"] * steps)
+        notes["evaluate"] = ("lower bound: the generators' network evaluations at the pairs' measured rate; "
+                             "Inception features and the metrics with standard errors not included")
+    flops = forward_units(c)
+    c["achieved_tflops"] = {k: round(c["items_per_s_net"][k] * f / 1e3, 1) for k, f in flops.items()
+                            if c["items_per_s_net"].get(k)}
+    c["ceiling_tflops"] = CEILING_TFLOPS
     c["full_run_estimate_s_by_stage"] = {k: round(v) for k, v in est.items()}
+    c["full_run_estimate_notes"] = notes
     c["full_run_estimate_h"] = round(sum(est.values()) / 3600, 2) if len(est) == len(STAGES) else None
+
+
+def merge(result: Path, into: Path) -> None:
+    """Puts a run's figures under `gpu.cifar_pipeline` of the benchmark results (`into`), with the
+    estimate recomputed, keeping every other key."""
+    r = json.loads(result.read_text())
+    c = r["cifar_pipeline"]
+    c.setdefault("full_params_evaluate", full_params()["evaluate"])
+    estimate(c)
+    c.update({"device": r["device"], "date": r["date"], "torch": r["torch"],
+              "cuda_tests": r.get("cuda_tests", {}).get("summary"), "make_test": r.get("make_test", {}).get("summary")})
+    from lines_model import atomic
+
+    res = json.loads(into.read_text())
+    res.setdefault("gpu", {})["cifar_pipeline"] = c
+    atomic.write_json(into, res)
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,12 +417,19 @@ def estimate(c: dict) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path, help="folder of the run's files")
+    ap.add_argument("--merge", type=Path, metavar="JSON",
+                    help="instead of running: put this run's gpu_pipeline.json into benchmarks/results.json")
     ap.add_argument("--scale", type=float, default=0.01)
     ap.add_argument("--budget-s", type=float, default=540)
     ap.add_argument("--tiny", action="store_true", help="CPU dry run at toy sizes (nothing measured)")
     ap.add_argument("--skip-tests", action="store_true")
     a = ap.parse_args(argv)
+    if a.merge:
+        merge(a.merge, ROOT / "benchmarks" / "results.json")
+        return
+    if a.out is None:
+        ap.error("--out is required")
     a.out.mkdir(parents=True, exist_ok=True)
     import torch
 
