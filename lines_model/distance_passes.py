@@ -1,15 +1,15 @@
 """Blocked distance passes behind the half-sample errors of KID, precision and recall.
 
-A replicate recomputes a metric on a half of the generated set `g` (n points) against the fixed
-reference `r` (m points); the halves are the rows of a (B, n) boolean mask `H`. Everything the
-replicates of KID, precision and recall need is reduced from row blocks of the n x n, n x m and
-m x m distance matrices as each block is made, so no such matrix is ever held whole: at
-n = m = 50,000 a block is 10,000 x 50,000 float32 (2 GB).
+A replicate recomputes a metric on a half of the generated set `g` (n points) against a half of
+the reference `r` (m points); the halves are the rows of (B, n) and (B, m) boolean masks `H` and
+`K`. Everything the replicates of KID, precision and recall need is reduced from row blocks of the
+n x n, n x m and m x m distance matrices as each block is made, so no such matrix is ever held
+whole: at n = m = 50,000 a block is 10,000 x 50,000 float32 (2 GB).
 
 Distances are torch-fidelity's own: those of its `calc_cdist_part` (torch.cdist) on row blocks of
 `ROWS` against column batches of `ROWS`, torch-fidelity's `prc_batch_size`, i.e. the very calls of
 `prc_features_to_metric(save_cpu_ram=True)`. Its k-NN radii, precision and recall therefore come
-out bit for bit (`ref_radii`, `gen_gen(...).full`, `precision`, `recall`), and each replicate
+out bit for bit (`within(...).full`, `precision`, `recall`), and each replicate
 computes its metric from the distances torch-fidelity computes for the full set.
 
 KID's cubic polynomial kernel (x.y / d + 1)^3 is read off the same blocks, with
@@ -62,15 +62,6 @@ def _sq_norms(x: torch.Tensor) -> torch.Tensor:
     return x.double().pow(2).sum(1).to(x.dtype)
 
 
-def ref_radii(r: torch.Tensor, k: int) -> torch.Tensor:
-    """Distance from each reference point to its k-th nearest other one (torch-fidelity's radii:
-    the (k + 1)-th smallest of its row, itself included)."""
-    out = torch.empty(len(r), dtype=r.dtype)
-    for s, dist in _blocks(r, r):
-        out[s : s + len(dist)] = dist.topk(k + 1, dim=1, largest=False).values[:, k]  # = kthvalue(k + 1)
-    return out
-
-
 def _half_radii(dist, vals, idx, H, in_half, k: int) -> torch.Tensor:
     """For rows j of `dist` and halves b holding row j's point (`in_half[b, j]`): the (k + 1)-th
     smallest of dist[j, H[b]] (self included), read from the rows' nearest-neighbour lists
@@ -92,15 +83,16 @@ def _half_radii(dist, vals, idx, H, in_half, k: int) -> torch.Tensor:
 
 
 @dataclass
-class GenGen:
+class Within:
     radius: torch.Tensor  # (B, n): in-half radius of each point of each half, -inf outside it
-    full: torch.Tensor  # (n,): radius within all of g (torch-fidelity's)
+    full: torch.Tensor  # (n,): radius within the whole set (torch-fidelity's)
     quad: torch.Tensor  # (B,) float64: sum of the kernel over ordered pairs of a half, i != j
     n_pairs: torch.Tensor  # (B,) float64: h (h - 1)
 
 
-def gen_gen(g: torch.Tensor, H: torch.Tensor, k: int) -> GenGen:
-    """One pass over d(g, g): every half's k-NN radii and KID's within-half kernel sum."""
+def within(g: torch.Tensor, H: torch.Tensor, k: int) -> Within:
+    """One pass over d(g, g) of one set `g` (generated or reference): every half's k-NN radii and
+    KID's within-half kernel sum."""
     B, n = H.shape
     L = neighbour_list_length(k, n)
     Hf = H.to(g.dtype)
@@ -119,45 +111,52 @@ def gen_gen(g: torch.Tensor, H: torch.Tensor, k: int) -> GenGen:
             quad += ((Hf[:, rows] @ kern) * Hf).sum(1, dtype=torch.float64)
     radius.masked_fill_(~H, float("-inf"))
     h = H.sum(1).double()
-    return GenGen(radius, full, quad, h * (h - 1))
+    return Within(radius, full, quad, h * (h - 1))
 
 
 @dataclass
 class GenRef:
-    inside: torch.Tensor  # (n,) bool: within some reference ball (precision's indicator)
-    cross: torch.Tensor  # (n,) float64: sum over the reference of the kernel with each point
-    covered: torch.Tensor  # (B,) int64: reference points inside some ball of the half (recall's count)
+    inside: torch.Tensor  # (n,) bool: within some ball of the whole reference (precision's indicator)
+    cross: torch.Tensor  # (B,) float64: sum of the kernel over the pairs (generated half, reference half)
+    precise: torch.Tensor  # (B,) int64: points of the generated half inside some ball of the reference half
+    covered: torch.Tensor  # (B,) int64: points of the reference half inside some ball of the generated half
 
 
-def gen_ref(g: torch.Tensor, r: torch.Tensor, H: torch.Tensor, radius: torch.Tensor, ref_radius: torch.Tensor) -> GenRef:
-    """One pass over d(g, r): precision's indicators, KID's cross sums and every half's recall count.
+def gen_ref(g: torch.Tensor, r: torch.Tensor, H: torch.Tensor, K: torch.Tensor, gen: Within, ref: Within) -> GenRef:
+    """One pass over d(g, r): precision's indicators, and every pair of halves' KID cross sum,
+    precision count and recall count.
 
-    A reference point j is covered by half b if d(g_i, r_j) <= radius[b, i] for some i in b. Only
-    the pairs within the largest radius a point has in any half can count; they are few, and
-    each is checked against every half.
+    A reference point j is covered by half b if d(g_i, r_j) <= gen.radius[b, i] for some i in b,
+    and a generated point i is inside half b's reference balls if d(g_i, r_j) <= ref.radius[b, j]
+    for some j in b. Only the pairs within the largest radius either point has in any half can
+    count; they are few, and each is checked against every half.
     """
     B, n = H.shape
     sq_g, sq_r = _sq_norms(g), _sq_norms(r)
-    rmax = radius.max(0).values
+    g_max, r_max = gen.radius.max(0).values, ref.radius.max(0).values
+    Hf, Kf = H.to(g.dtype), K.to(g.dtype)
     inside = torch.empty(n, dtype=torch.bool)
-    cross = torch.empty(n, dtype=torch.float64)
+    cross = torch.zeros(B, dtype=torch.float64)
     covered = torch.zeros(B, len(r), dtype=torch.int32)
+    precise = torch.zeros(B, n, dtype=torch.int32)
     for s, dist in _blocks(g, r):
-        inside[s : s + len(dist)] = (dist <= ref_radius).any(dim=1)
+        inside[s : s + len(dist)] = (dist <= ref.full).any(dim=1)
         for t in range(0, len(dist), SUB):
             part = dist[t : t + SUB]
             rows = slice(s + t, s + t + len(part))
-            cross[rows] = _kernel(part, sq_g[rows], sq_r, g.shape[1]).sum(1, dtype=torch.float64)
-            i, j = (part <= rmax[rows, None]).nonzero(as_tuple=True)
+            kern = _kernel(part, sq_g[rows], sq_r, g.shape[1])
+            cross += ((Hf[:, rows] @ kern) * Kf).sum(1, dtype=torch.float64)
+            i, j = ((part <= g_max[rows, None]) | (part <= r_max[None, :])).nonzero(as_tuple=True)
             for c in range(0, len(i), CANDIDATES):
                 ic, jc = i[c : c + CANDIDATES] + rows.start, j[c : c + CANDIDATES]
-                hit = H[:, ic] & (dist[ic - s, jc] <= radius[:, ic])  # (B, pairs)
-                covered.index_add_(1, jc, hit.to(torch.int32))
-    return GenRef(inside, cross, (covered > 0).sum(1))
+                both, dc = H[:, ic] & K[:, jc], dist[ic - s, jc]  # (B, pairs)
+                covered.index_add_(1, jc, (both & (dc <= gen.radius[:, ic])).to(torch.int32))
+                precise.index_add_(1, ic, (both & (dc <= ref.radius[:, jc])).to(torch.int32))
+    return GenRef(inside, cross, (precise > 0).sum(1), (covered > 0).sum(1))
 
 
 def recall(r: torch.Tensor, g: torch.Tensor, full: torch.Tensor) -> float:
-    """torch-fidelity's recall given the generated radii `full` (`GenGen.full`), bit for bit: its
+    """torch-fidelity's recall given the generated radii `full` (`Within.full`), bit for bit: its
     pass over d(r, g), reference rows first. (d(r, g) equals the transpose of `gen_ref`'s d(g, r)
     only up to rounding, which could flip a point lying on a ball's edge.)"""
     hit = torch.cat([(dist <= full).any(dim=1) for _, dist in _blocks(r, g)])

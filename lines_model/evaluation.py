@@ -3,8 +3,11 @@
 A generator is a name, its NFE and a function noise -> images in [-1, 1]. The held-out pairs are
 split into the evaluation noise (the first `count`) and a disjoint reference set of teacher images
 (the next `reference`), so that even the teacher's own FID is a finite sample-noise floor.
-Features of every image set are extracted once; each distribution metric comes with a half-sampling
-standard error, MSE with the standard error of its per-image mean. Speed is measured in one
+Features of every image set are extracted once; each distribution metric comes with a standard
+error from half-samples of both the generated and the reference set (`uncertainty`), MSE with the
+standard error of its per-image mean. The generators share the noises and the reference, so the
+differences that the comparisons rest on (DIFFERENCES) get errors of their own, paired noise by
+noise: from the same halves for every generator, and for MSE from per-image differences. Speed is measured in one
 dedicated pass after generation, all generators and a fixed machine probe interleaved round-robin
 (timing.py): `ms_per_image` is wall-clock time and follows the machine's speed of the moment,
 `probes_per_image` (an image's cost in runs of the probe) and `speedup` are ratios within a round
@@ -35,6 +38,14 @@ METRIC_KEYS = (
 # cold cache after the teacher's turn is a sizeable part of a single call.
 SPEED_MIN_SAMPLE_S = 0.25
 DATA_SUFFIX = "_data"  # metrics against the real data set: fid_data, fid_data_se, ...
+# Differences with paired errors (metrics/differences.json), a - b, where both generators exist:
+# the students at one NFE, Lines' two steps against the one-step baseline and PD at 2 and 4 NFE,
+# and PD's 4-step student against the DDIM sampler it distils.
+DIFFERENCES = (
+    ("lines_1step", "baseline_1step"), ("lines_2step", "baseline_1step"), ("lines_2step", "pd_2step"),
+    ("lines_2step", "pd_4step"), ("lines_1step", "pd_1step"), ("baseline_1step", "pd_1step"),
+    ("pd_4step", "teacher_ddim32"),
+)
 
 
 def build_generators(
@@ -76,14 +87,23 @@ class Features:
         return fidelity.extract_features(images01, self.cfg.feature_extractor, **self.kwargs)
 
     def metrics(self, gen: torch.Tensor, ref: torch.Tensor, suffix: str = "") -> dict[str, float]:
+        return self.shared_metrics({"gen": gen}, ref, suffix)[0]["gen"]
+
+    def shared_metrics(self, gens: dict[str, torch.Tensor], ref: torch.Tensor, suffix: str = "", pairs=()
+                       ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+        """Metrics with errors of each feature set in `gens` (one per generator, item i from noise
+        i), and of the differences `pairs` (a, b) with their paired errors, keys with `suffix`."""
         c = self.cfg
-        kw = dict(kid_subset_size=min(c.kid_subset_size, len(gen), len(ref)), prc_neighborhood=c.prc_neighborhood)
-        m, se = uncertainty.metrics_with_errors(gen, ref, n_boot=c.se_replicates, **kw)
-        out = {}
-        for k in DIST_KEYS:
-            out[f"{k}{suffix}"] = m[k]
-            out[f"{k}{suffix}_se"] = se[f"{k}_se"]
-        return out
+        n = len(next(iter(gens.values())))
+        kw = dict(kid_subset_size=min(c.kid_subset_size, n, len(ref)), prc_neighborhood=c.prc_neighborhood)
+        m, reps = uncertainty.shared_metrics_with_errors(gens, ref, n_boot=c.se_replicates, **kw)
+        diffs = {f"{a} - {b}": uncertainty.difference(m, reps, a, b) for a, b in pairs}
+        return ({name: _suffixed(v, suffix) for name, v in m.items()}, {name: _suffixed(v, suffix) for name, v in diffs.items()})
+
+
+def _suffixed(metrics: dict[str, float], suffix: str) -> dict[str, float]:
+    """fid -> fid{suffix}, fid_se -> fid{suffix}_se, ..."""
+    return {(f"{k[:-3]}{suffix}_se" if k.endswith("_se") else f"{k}{suffix}"): v for k, v in metrics.items()}
 
 
 def mse_with_se(x: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
@@ -93,14 +113,38 @@ def mse_with_se(x: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
     return sq.mean().item(), (per_image.std() / math.sqrt(len(per_image))).item()
 
 
+def mse_difference(a: torch.Tensor, b: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """{"mse": MSE(a) - MSE(b), "mse_se": the standard error of the mean of the per-image differences}:
+    images i of `a` and `b` come from the same noise, so their errors against the teacher's image i
+    are correlated, and the per-image difference keeps that."""
+    per_image = ((a - target).pow(2).flatten(1).mean(1) - (b - target).pow(2).flatten(1).mean(1)).double()
+    return {"mse": mse_with_se(a, target)[0] - mse_with_se(b, target)[0], "mse_se": (per_image.std() / math.sqrt(len(per_image))).item()}
+
+
 def quality(g: Generator, noise: torch.Tensor, teacher01: torch.Tensor, ref_f: torch.Tensor, feats: Features,
             batch_size: int) -> tuple[dict[str, float], torch.Tensor]:
     """One generator's distribution metrics (with their standard errors) against the reference
     features `ref_f`, and its MSE/PSNR against the teacher's images for the same noise; and its
-    images in [0, 1]. The evaluation and the seed comparison both score a generator with this."""
+    images in [0, 1]. The seed comparison scores a generator with this."""
     x = g.images(noise, batch_size)
-    mse, mse_se = mse_with_se(x, teacher01)
-    return {"nfe": g.nfe, **feats.metrics(feats(x), ref_f), "mse": mse, "mse_se": mse_se, "psnr": psnr(mse)}, x
+    m, _ = shared_quality({g.name: x}, {g.name: g.nfe}, teacher01, ref_f, feats)
+    return m[g.name], x
+
+
+def shared_quality(images: dict[str, torch.Tensor], nfe: dict[str, int], teacher01: torch.Tensor, ref_f: torch.Tensor,
+                   feats: Features, pairs=()) -> tuple[dict[str, dict], dict[str, dict]]:
+    """`quality`'s metrics of every generator's images in [0, 1] (`images`, all from the same
+    noises), with errors from the same halves for all, and the differences `pairs` (a, b) with
+    their paired errors."""
+    feats_of = {name: feats(x) for name, x in images.items()}
+    dist, diffs = feats.shared_metrics(feats_of, ref_f, pairs=pairs)
+    metrics = {}
+    for name, x in images.items():
+        mse, mse_se = mse_with_se(x, teacher01)
+        metrics[name] = {"nfe": nfe[name], **dist[name], "mse": mse, "mse_se": mse_se, "psnr": psnr(mse)}
+    for a, b in pairs:
+        diffs[f"{a} - {b}"].update(mse_difference(images[a], images[b], teacher01))
+    return metrics, diffs
 
 
 @torch.no_grad()
@@ -114,9 +158,11 @@ def evaluate(
     data_reference: torch.Tensor | None = None,
     data_noise: torch.Tensor | None = None,
     device: torch.device | str = "cpu",
-) -> tuple[dict[str, dict], dict[str, torch.Tensor]]:
-    """Metrics per generator (keys METRIC_KEYS, plus *_data ones against `data_reference`) and each
-    generator's images in [0, 1] for `noise`. Deterministic given the models and inputs, timings aside.
+) -> tuple[dict[str, dict], dict[str, torch.Tensor], dict[str, dict]]:
+    """Metrics per generator (keys METRIC_KEYS, plus *_data ones against `data_reference`), each
+    generator's images in [0, 1] for `noise`, and the DIFFERENCES between generators with their
+    paired errors ({"a - b": {"fid": ..., "fid_se": ..., ..., "mse": ..., "mse_se": ...}}).
+    Deterministic given the models and inputs, timings aside.
     `device` is where the generators run: the machine probe runs there too."""
     if not specs or specs[0].name != "teacher":
         raise ValueError("specs: the teacher must come first (its speed is the speedup's denominator)")
@@ -126,12 +172,20 @@ def evaluate(
     ref_f = feats(to_unit(reference))
     data_f = feats(data_reference) if data_reference is not None else None
     teacher01 = to_unit(teacher_images)
-    metrics, images = {}, {}
+    images = {}
     for g in specs:
         print(f"evaluate: {g.name} ({g.nfe} NFE)", flush=True)
-        metrics[g.name], images[g.name] = quality(g, noise, teacher01, ref_f, feats, cfg.batch_size)
-        if data_f is not None:
-            metrics[g.name].update(feats.metrics(feats(g.images(data_noise, cfg.batch_size)), data_f, DATA_SUFFIX))
+        images[g.name] = g.images(noise, cfg.batch_size)
+    pairs = [(a, b) for a, b in DIFFERENCES if a in images and b in images]
+    print("evaluate: metrics and standard errors, every generator on the same halves", flush=True)
+    metrics, diffs = shared_quality(images, {g.name: g.nfe for g in specs}, teacher01, ref_f, feats, pairs)
+    if data_f is not None:
+        data_feats = {g.name: feats(g.images(data_noise, cfg.batch_size)) for g in specs}
+        data_m, data_d = feats.shared_metrics(data_feats, data_f, DATA_SUFFIX, pairs)
+        for name, m in data_m.items():
+            metrics[name].update(m)
+        for name, m in data_d.items():
+            diffs[name].update(m)
     speed_noise = noise[: cfg.speed_batch]
     timings = time_interleaved(
         {g.name: (lambda g=g: g(speed_noise)) for g in specs}, images_per_call=len(speed_noise), rounds=cfg.speed_rounds,
@@ -145,7 +199,7 @@ def evaluate(
             speedup=timings["teacher"].ms_per_image / t.ms_per_image,
         )
     order = [*METRIC_KEYS, *(k for k in metrics["teacher"] if k not in METRIC_KEYS)]
-    return {n: {k: m[k] for k in order} for n, m in metrics.items()}, images
+    return {n: {k: m[k] for k in order} for n, m in metrics.items()}, images, diffs
 
 
 def data_noise(count: int, shape, seed: int) -> torch.Tensor:

@@ -1,14 +1,15 @@
 """Stage evaluate: every generator on the same held-out noise.
 
 The teacher (pairs sampler, and DDIM at pd.start_steps), Lines (evaluate.lines_steps), the
-baseline and the PD students (evaluate.pd_steps). Writes metrics/evaluate.json and the figures
-under plots/ (comparison grid, FID/speedup bars, both students' loss curves, trajectory, 64
+baseline and the PD students (evaluate.pd_steps). Writes metrics/evaluate.json,
+metrics/differences.json (differences between generators, with paired standard errors) and the
+figures under plots/ (comparison grid, FID/speedup bars, both students' loss curves, trajectory, 64
 uncurated samples per generator).
 """
 
 import json
 
-from lines_model import evaluation, fidelity, pairs, preflight, report, runtime
+from lines_model import atomic, evaluation, fidelity, pairs, preflight, report, runtime
 from lines_model.cli import run_stage
 from lines_model.teachers import load_teacher
 
@@ -26,11 +27,12 @@ def main(params) -> None:
     data = {}
     if e.data_reference:
         data = dict(data_reference=fidelity.load_reference_images(e.data_reference), data_noise=evaluation.data_noise(e.data_count, noise.shape[1:], params.pairs.seed))
-    metrics, images = evaluation.evaluate(specs, noise, teacher_images, reference, e, device=device, **data)
+    metrics, images, diffs = evaluation.evaluate(specs, noise, teacher_images, reference, e, device=device, **data)
     k = e.trajectory_samples
     traj = (*evaluation.trajectory(lines, noise[:k], teacher_images[:k], e.trajectory_ts), teacher_images[:k])
     losses = {k: f"training/{k}/plots/metrics/train/loss.tsv" for k in ("lines", "baseline")}
     report.write(metrics, images, traj, e.trajectory_ts, loss_files=losses, metrics_file="metrics/evaluate.json", plots_dir="plots", grid_columns=e.grid_columns)
+    atomic.write_json("metrics/differences.json", diffs)  # paired errors: the generators share noise and reference
     print(json.dumps(metrics, indent=1))
 
 
