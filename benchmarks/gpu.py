@@ -195,6 +195,6 @@ def _train_rate(params, teacher, tmp: Path, S: dict, compile_: bool, sync) -> fl
                                log_every=10**6, checkpoint_every=10**6)
     train(net, LinesLoss(tcfg.loss, tcfg.t_dist), PairStore(tmp / "pairs"), tcfg,
           dataclasses.replace(params.runtime, compile=compile_), epochs=3,
-          checkpoint_dir=tmp / f"ckpt-{compile_}", fingerprint_extra={}, on_epoch_end=on_epoch_end,
+          checkpoint_dir=tmp / f"ckpt-{compile_}", identity={}, on_epoch_end=on_epoch_end,
           desc="gpu train" + (" (compiled)" if compile_ else ""))
     return 2 * B * S["gpu_train_steps"] / (stamps[2] - stamps[0])

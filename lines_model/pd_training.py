@@ -40,7 +40,7 @@ class CleanImages(torch.utils.data.Dataset):
 def round_identity(params: Params, teacher_sha256: str, shards: dict, n: int) -> dict:
     """What determines the student of the round that ends at n steps: not pd.end_steps (it only
     says when to stop), nor the logging and checkpoint settings."""
-    train_cfg = {k: v for k, v in params.pd.result_identity().items() if k != "end_steps"}
+    train_cfg = {k: v for k, v in params.pd.identity().items() if k != "end_steps"}
     return {"train": train_cfg, "teacher": teacher_sha256, "pairs": shards, "round": n}
 
 
@@ -67,7 +67,7 @@ def distill(params: Params, teacher, *, pairs_dir: str | Path, out_dir: str | Pa
             loss = progressive.ProgressiveLoss(net.eval().requires_grad_(False), net_prediction, prediction, sched_cfg, n, pd.loss)
             result = train(
                 student, loss, data, dataclasses.replace(pd, seed=pd.seed + i), params.runtime, steps=pd.iters_per_round,
-                checkpoint_dir=f"{folder}.ckpt", fingerprint_extra={"round": fp}, desc=f"pd {2 * n}->{n}",
+                checkpoint_dir=f"{folder}.ckpt", identity={"round": fp}, desc=f"pd {2 * n}->{n}",
             )
             student = result.ema_model
             sidecar = {"kind": "progressive", "steps": n, "teacher_steps": 2 * n, "final_loss": result.final_loss,

@@ -21,19 +21,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from matplotlib.transforms import blended_transform_factory
-from PIL import Image
-from torchvision.utils import make_grid
 
 from .atomic import atomic_path
+from .imaging import unit_rgb
 
-__all__ = ["save_grid", "comparison_grid", "trajectory_figure", "metric_bars", "quality_cost", "loss_curves"]
+__all__ = ["comparison_grid", "trajectory_figure", "metric_bars", "quality_cost", "loss_curves"]
 
-PAD_VALUE = 1.0  # white separators: the shapes backgrounds are dark or muted
 _DPI = 100
 _CELL_PX = 64  # on-screen size an image is enlarged to (at least) in matplotlib figures
 _GAP_PX = 4
@@ -41,15 +38,6 @@ _FONT = 8
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _unit_rgb(x: torch.Tensor) -> torch.Tensor:
-    """Images (..., C, H, W), C in {1, 3}, on the CPU as 3 channels in [0, 1] (NaN shown as 0)."""
-    x = x.detach().to("cpu", torch.float32)
-    x = torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0)
-    if x.shape[-3] == 1:
-        x = x.expand(*x.shape[:-3], 3, *x.shape[-2:])
-    return x
 
 
 def _hwc(img: torch.Tensor) -> np.ndarray:
@@ -99,36 +87,13 @@ def _fmt_t(t: float) -> str:
 # --------------------------------------------------------------------------- public API
 
 
-def save_grid(images, path, nrow: int = 8, scale: int = 4, padding: int = 1) -> None:
-    """Write `images` (n, 3, H, W) as a plain PNG grid with `nrow` images per row.
-
-    The grid is `torchvision.utils.make_grid(images, nrow, padding)` (white padding), then the
-    whole grid is enlarged `scale` times with nearest-neighbour resampling, so the PNG is
-    (ceil(n / c) * (H + padding) + padding) * scale pixels high and (c * (W + padding) + padding)
-    * scale wide, where c = min(nrow, n); pixel (y, x) of image i sits at row
-    (padding + (i // c) * (H + padding) + y) * scale, column (padding + (i % c) * (W + padding) + x) * scale.
-    """
-    images = _unit_rgb(images)
-
-    if images.shape[0] == 1:  # make_grid returns a single image unpadded; keep the layout uniform
-        grid = F.pad(images[0], (padding,) * 4, value=PAD_VALUE)
-    else:
-        grid = make_grid(images, nrow=nrow, padding=padding, pad_value=PAD_VALUE)
-    arr = (grid.permute(1, 2, 0) * 255.0).round().to(torch.uint8).numpy()
-    img = Image.fromarray(arr, mode="RGB")
-    if scale > 1:
-        img = img.resize((img.width * scale, img.height * scale), resample=Image.Resampling.NEAREST)
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
-
-
 def comparison_grid(rows: Mapping[str, torch.Tensor], path, title: str | None = None) -> None:
     """One row per generator (its label on the left), one column per noise.
 
     `rows` maps a label such as "teacher (DPM-Solver++ 20)" or "Lines 1-step" to images
     (n, 3, H, W); every row must have the same n (column j is the same noise for every row).
     """
-    checked = [(label, _unit_rgb(imgs)) for label, imgs in rows.items()]
+    checked = [(label, unit_rgb(imgs)) for label, imgs in rows.items()]
 
     n = checked[0][1].shape[0]
     hmax = max(x.shape[-2] for _, x in checked)
@@ -159,7 +124,7 @@ def trajectory_figure(inputs, predictions, teacher, ts: Sequence[float], path) -
     "S(X_t, t)" (the student's prediction for each); a last column, titled "teacher" and
     spanning the pair, holds the teacher's image for that sample. Columns are titled "t=0.0", ...
     """
-    inputs, predictions, teacher = _unit_rgb(inputs), _unit_rgb(predictions), _unit_rgb(teacher)
+    inputs, predictions, teacher = unit_rgb(inputs), unit_rgb(predictions), unit_rgb(teacher)
     ts = [float(t) for t in ts]
     k, T = inputs.shape[:2]
 

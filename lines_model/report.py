@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from lines_model import atomic, plots
+from lines_model import atomic, imaging, plots
 from lines_model.imaging import to_unit
 
 SAMPLES_PER_GRID = 64
@@ -60,7 +60,7 @@ def write(
     rows = {label(n, m["nfe"]): images[n][:grid_columns] for n, m in metrics.items()}
     plots.comparison_grid(rows, plots_dir / "comparison.png")
     for name, x in images.items():
-        plots.save_grid(x[:SAMPLES_PER_GRID], plots_dir / "samples" / f"{name}.png", nrow=8)
+        imaging.save_grid(x[:SAMPLES_PER_GRID], plots_dir / "samples" / f"{name}.png", nrow=8)
     plots.metric_bars(metrics, plots_dir / "fid_speedup.png")
     labelled = {label(n, m["nfe"]): m for n, m in metrics.items()}
     reference = label("teacher", metrics["teacher"]["nfe"]) if "teacher" in metrics else None

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from lines_model import generators, noise as noise_mod, pairs, plots
+from lines_model import generators, imaging, noise as noise_mod, pairs
 from lines_model.cli import ArgumentParser, fail
 from lines_model.config.runtime import RuntimeCfg
 from lines_model.errors import InputError
@@ -99,9 +99,9 @@ def main(argv=None) -> None:
     images = g.images(z, args.batch_size)  # [0, 1], on the CPU; one batch of activations at a time
     if args.single:
         for i, x in enumerate(images):
-            plots.save_grid(x[None], args.out / f"{i:05d}.png", nrow=1, scale=1, padding=0)
+            imaging.save_grid(x[None], args.out / f"{i:05d}.png", nrow=1, scale=1, padding=0)
     else:
-        plots.save_grid(images, args.out, nrow=args.nrow)
+        imaging.save_grid(images, args.out, nrow=args.nrow)
     k = g.nfe
     print(f"wrote {args.n} images ({k} step{'s' * (k > 1)}) to {args.out}")
 

@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from lines_model import pairs, plots, runtime, samplers
+from lines_model import imaging, pairs, runtime, samplers
 from lines_model.config import Params, to_dict
 from lines_model.config.students import BaselineCfg
 from lines_model.losses import BaselineLoss, LinesLoss
@@ -67,7 +67,7 @@ def train_student(
     heldout = pairs.PairStore(heldout_dir)
     torch.manual_seed(cfg.seed)
     model = init_student(params.student, tuple(data.manifest.sample_shape), teacher)
-    settings = {"kind": kind, "train": cfg.result_identity(), "student": to_dict(params.student), "pairs": data.manifest.shards,
+    settings = {"kind": kind, "train": cfg.identity(), "student": to_dict(params.student), "pairs": data.manifest.shards,
               "indices": fingerprint(indices), "teacher": teacher.sha256 if params.student.init == "teacher" else None}
     key = scratch_key(settings, entry=__file__, sections=("teacher", "student", f"train_{kind}", "runtime"),
                       precision=runtime.mixed_precision(params.runtime))
@@ -80,11 +80,11 @@ def train_student(
     def on_epoch_end(epoch: int, ema_model) -> None:
         if epoch in grid_epochs:
             images = samplers.lines_sample(ema_model, fixed_noise, 1)
-            plots.save_grid(to_unit(images.cpu()), Path(live.plots_dir) / "images" / f"samples_epoch_{epoch:03d}.png", nrow=8)
+            imaging.save_grid(to_unit(images.cpu()), Path(live.plots_dir) / "images" / f"samples_epoch_{epoch:03d}.png", nrow=8)
 
     result = train(
         model, loss_fn, data, cfg, params.runtime, epochs=cfg.epochs, checkpoint_dir=ckpt_dir,
-        fingerprint_extra={"key": key}, live=live, on_epoch_end=on_epoch_end, desc=kind,
+        identity={"key": key}, live=live, on_epoch_end=on_epoch_end, desc=kind,
     )
     if not main_process:
         return

@@ -103,14 +103,16 @@ def train(
     steps: int | None = None,
     epochs: int | None = None,
     checkpoint_dir: str | Path,
-    fingerprint_extra: dict,
+    identity: dict,
     live=None,
     on_epoch_end: Callable[[int, torch.nn.Module], None] | None = None,
     desc: str = "train",
 ) -> TrainResult:
     """Train `model` on `dataset` items (noise, clean) with `loss_fn(net, noise, clean, generator)`
     for exactly `steps` optimizer steps, or for `epochs` epochs (give one); the learning rate
-    warms up and decays over the whole run."""
+    warms up and decays over the whole run. `identity` is what else determines the result (the
+    caller's data, network and code); a checkpoint in `checkpoint_dir` is continued only when it
+    and the result-changing settings match."""
     if (steps is None) == (epochs is None):
         raise ValueError("train: give exactly one of steps and epochs")
     acc = rt.accelerator(runtime)
@@ -134,9 +136,11 @@ def train(
     lr_at = warmup_cosine(cfg.warmup_steps, steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
-    identity = {"train": cfg.result_identity(), "steps": steps, **fingerprint_extra, "world": acc.num_processes,
-                "precision": rt.mixed_precision(runtime)}
-    ckpt = Checkpoint(checkpoint_dir, fingerprint(identity))
+    # A checkpoint is continued only by a run of the same identity: the caller's (its data, network
+    # and code), the training settings that change the result, the length, the world size and precision.
+    full_identity = {"train": cfg.identity(), "steps": steps, **identity, "world": acc.num_processes,
+                     "precision": rt.mixed_precision(runtime)}
+    ckpt = Checkpoint(checkpoint_dir, fingerprint(full_identity))
     resumed = ckpt.load(model, ema, opt, sched)
     step, losses = resumed if resumed else (0, [])
     if resumed and acc.is_main_process:

@@ -13,7 +13,7 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from lines_model import plots  # noqa: E402
+from lines_model import imaging, plots  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +44,7 @@ def leftovers(folder):
 def test_save_grid_exact_size_and_pixels(tmp_path):
     imgs = rand(64, 3, 16, 16)
     out = tmp_path / "sub" / "dir" / "grid.png"  # parent folders are created
-    plots.save_grid(imgs, out, nrow=8, scale=4, padding=1)
+    imaging.save_grid(imgs, out, nrow=8, scale=4, padding=1)
     im = png(out)
     side = (8 * (16 + 1) + 1) * 4  # 548
     assert im.size == (side, side)
@@ -63,22 +63,22 @@ def test_save_grid_exact_size_and_pixels(tmp_path):
 
 
 def test_save_grid_partial_row_single_image_and_clamping(tmp_path):
-    plots.save_grid(rand(10, 3, 16, 16), tmp_path / "a.png", nrow=8, scale=2, padding=1)
+    imaging.save_grid(rand(10, 3, 16, 16), tmp_path / "a.png", nrow=8, scale=2, padding=1)
     assert png(tmp_path / "a.png").size == ((8 * 17 + 1) * 2, (2 * 17 + 1) * 2)
-    plots.save_grid(rand(3, 3, 32, 32), tmp_path / "b.png", nrow=8, scale=1, padding=2)
+    imaging.save_grid(rand(3, 3, 32, 32), tmp_path / "b.png", nrow=8, scale=1, padding=2)
     assert png(tmp_path / "b.png").size == (3 * 34 + 2, 34 + 2)
     # one image: padded like any other grid (make_grid alone would drop the padding)
     one = torch.full((1, 3, 16, 16), 2.0)  # out of range: clamped to 1, not an error
     one[0, :, 0, 0] = -1.0
     one[0, 0, 0, 1] = float("nan")
-    plots.save_grid(one, tmp_path / "c.png", nrow=8, scale=3, padding=1)
+    imaging.save_grid(one, tmp_path / "c.png", nrow=8, scale=3, padding=1)
     a = np.asarray(png(tmp_path / "c.png"))
     assert a.shape == (18 * 3, 18 * 3, 3)
     assert (a[3, 3] == 0).all()  # -1 clamped to 0
     assert tuple(a[3, 6]) == (0, 255, 255)  # NaN shown as 0
     assert (a[10, 10] == 255).all()  # 2 clamped to 1
     # single channel accepted (shown as grey)
-    plots.save_grid(torch.full((2, 1, 4, 4), 0.5), tmp_path / "d.png", scale=1, padding=0)
+    imaging.save_grid(torch.full((2, 1, 4, 4), 0.5), tmp_path / "d.png", scale=1, padding=0)
     assert tuple(np.asarray(png(tmp_path / "d.png"))[0, 0]) == (128, 128, 128)
 
 
@@ -243,7 +243,7 @@ def test_failure_while_writing_leaves_no_file(tmp_path, monkeypatch):
     monkeypatch.setattr(Image.Image, "save", _fail_midway())
     monkeypatch.setattr(Figure, "savefig", _fail_midway())
     calls = [
-        lambda p: plots.save_grid(rand(4, 3, 8, 8), p),
+        lambda p: imaging.save_grid(rand(4, 3, 8, 8), p),
         lambda p: plots.comparison_grid({"a": rand(2, 3, 8, 8), "b": rand(2, 3, 8, 8)}, p),
         lambda p: plots.trajectory_figure(rand(1, 2, 3, 8, 8), rand(1, 2, 3, 8, 8), rand(1, 3, 8, 8), [0.0, 1.0], p),
         lambda p: plots.metric_bars({"a": {"fid": 1.0, "speedup": 2.0}}, p),

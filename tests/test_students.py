@@ -30,7 +30,7 @@ def test_random_init_reproduces_the_earlier_students_golden_values(tmp_path):
     cfg = BaselineCfg(lr=3e-3, epochs=3, batch_size=16, warmup_steps=2, weight_decay=0.0, grad_clip=1.0, ema_decay=0.9,
                       loss="mse", seed=0, log_every=10, checkpoint_every=1000, num_workers=0)
     fp32 = dataclasses.replace(RUNTIME, mixed_precision="auto")  # as the earlier default trained on a CPU
-    r = train(student, LinesLoss("mse", "uniform"), Pairs(), cfg, fp32, epochs=3, checkpoint_dir=tmp_path, fingerprint_extra={})
+    r = train(student, LinesLoss("mse", "uniform"), Pairs(), cfg, fp32, epochs=3, checkpoint_dir=tmp_path, identity={})
     noise = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     # Max relative deviations over ONEDNN_MAX_CPU_ISA unset/AVX512_CORE/AVX2/SSE41 x 1, 2 threads: 5.8e-8, 1.6e-5, 2.8e-5.
     assert r.final_loss == pytest.approx(0.17115159456928572, rel=2e-7)

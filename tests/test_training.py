@@ -55,7 +55,7 @@ def _cfg(**kw) -> BaselineCfg:
 
 
 def _train(model, loss, data, cfg, ckpt, **kw):
-    return train(model, loss, data, cfg, RUNTIME, epochs=cfg.epochs, checkpoint_dir=ckpt, fingerprint_extra={}, **kw)
+    return train(model, loss, data, cfg, RUNTIME, epochs=cfg.epochs, checkpoint_dir=ckpt, identity={}, **kw)
 
 
 def test_loss_decreases(tmp_path):

@@ -31,7 +31,7 @@ class TrainCfg:
     checkpoint_every: int = field(min=1)  # optimizer steps between resumable checkpoints
     num_workers: int = field(min=0)  # DataLoader workers
 
-    def result_identity(self) -> dict:
+    def identity(self) -> dict:
         """The fields that change a trained result (what a checkpoint fingerprint covers)."""
         d = dataclasses.asdict(self)
         for k in NON_RESULT_KEYS:
