@@ -72,7 +72,7 @@ def replicate_key(params: Params, data: Path) -> str:
     """What the students of one replicate are a function of: settings, teacher, pairs and subset."""
     inputs = [data / "pairs" / "manifest.json", data / "subset.json"]
     settings = {"teacher": to_dict(params.teacher), "student": to_dict(params.student),
-                "lines": params.train_lines.result_identity(), "baseline": params.train_baseline.result_identity(),
+                "lines": params.train_lines.identity(), "baseline": params.train_baseline.identity(),
                 "inputs": [f.read_text() if f.exists() else None for f in inputs]}
     return scratch_key(settings, entry=__file__, sections=("teacher", "student", "train_lines", "train_baseline", "evaluate", "runtime"),
                        precision=runtime.mixed_precision(params.runtime))
