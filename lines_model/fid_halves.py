@@ -12,8 +12,8 @@ The halves of each set are drawn one of two ways:
 - points, while a half's Gram costs little, in itself or next to its eigenproblem (h d^2 <=
   GRAM_FLOPS or h <= POINTS_PER_DIM * d: 500 x 128-d or 5,000 x 2,048-d features): each replicate
   is the half of the points the other metrics' replicate has (`halves`, boolean masks);
-- groups, above that (50,000 x 2,048-d features: a 25,000-point Gram would cost 9 eigenproblems,
-  5 s a replicate on 2 CPU cores): the points are dealt once into G random groups of equal size (+-1),
+- groups, above that (50,000 x 2,048-d features: a 25,000-point Gram would cost as much as 9
+  eigenproblems, a replicate): the points are dealt once into G random groups of equal size (+-1),
   each group's Gram is computed once in float64 (lower triangles packed, G d(d + 1) / 2 x 8 bytes:
   2.1 GB for G = 128 at d = 2,048), and a replicate is a half of the groups (`chosen`, boolean
   masks over groups), whose covariance is the sum of G / 2 of those Grams: exactly the covariance
@@ -49,9 +49,8 @@ def n_groups(n: int, d: int) -> int:
 
 @contextmanager
 def _one_thread(device):
-    """torch on one CPU thread inside: MKL's threaded symmetric eigensolver stalls as soon as another
-    process shares the cores (eigvalsh of 2,048 x 2,048 float64 on this 2-core machine, another job
-    running: 1.4 to 4.6 s on 2 threads, a steady 0.54 s on one; about 0.45 s on 2 idle cores)."""
+    """torch on one CPU thread inside: the threaded symmetric eigensolver stalls as soon as another
+    process shares the cores, where one thread keeps a steady pace and loses little on idle cores."""
     threads = torch.get_num_threads()
     if torch.device(device).type == "cpu":
         torch.set_num_threads(1)
@@ -143,7 +142,7 @@ def fid_replicates(gens: dict[str, torch.Tensor], r: torch.Tensor, gen_masks: to
     batch = max(1, int(CHUNK_BYTES // (4 * d * d * 8)))  # covariance pairs (and their products) at once
     out = {}
     for name, g in gens.items():
-        with _one_thread(device):  # the whole loop: switching the thread count costs ~20 ms each time
+        with _one_thread(device):  # the whole loop: switching the thread count is not free
             out[name] = _fids(_Set(g, device, gen_groups), gen_units, ref, ref_units, batch)
     return out
 
