@@ -1,4 +1,4 @@
-"""Seed replicates of the Lines-versus-baseline comparison (`make compare`, tools/compare.py).
+"""Seed replicates of the Lines-versus-baseline comparison (`make compare`: the compare stage, stages/compare.py).
 
 Trains both students once per seed (train_lines.seed = train_baseline.seed = s: initial noise
 of a random init, data order, Lines' t) on the pipeline's pairs, evaluates Lines 1-step, Lines
@@ -7,10 +7,14 @@ and metric, the mean over seeds and its standard error (sample std / sqrt(seeds)
 params.yaml already uses is not trained again: the pipeline's own students are that replicate.
 The seeds share the held-out evaluation set, so their spread leaves out which 500 samples were
 drawn: each entry also carries `eval_se`, the evaluation's own standard error (half-sampling,
-averaged over seeds), and a difference carries `total_se` = sqrt(se^2 + eval_se_a^2 + eval_se_b^2)
-(conservative: the two generators' evaluation errors share the noises and are positively
-correlated). The printed table gives Lines minus baseline per metric, paired by seed, with its
-total standard error, and flags what exceeds two of them.
+averaged over seeds), and a difference carries `total_se` = sqrt(se^2 + eval_se^2). Its `eval_se`
+is the evaluation's standard error of that difference itself, paired over the same generated noises
+and reference images, from the evaluate stage's metrics/differences.json (the pipeline's own
+students; the evaluation design, not the seed, sets it); the two generators' errors share those
+samples and are positively correlated, so the paired error is smaller than both combined. Without
+that file it falls back to sqrt(eval_se_a^2 + eval_se_b^2), which overstates it (`paired_eval_se`
+in the summary says which). The printed table gives Lines minus baseline per metric, paired by seed,
+with its total standard error, and flags what exceeds two of them.
 It reads the outputs of `dvc repro` (pairs, subset, students). The students of the other seeds
 are kept in a folder named by a fingerprint of what determines them (student and training
 settings, pairs, subset), so a rerun only evaluates and a changed default trains afresh.
@@ -83,20 +87,29 @@ def mean_se(values: list[float]) -> dict[str, float]:
     return {"mean": float(v.mean()), "se": float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan")}
 
 
-def summarise(seeds: list[int], runs: list[dict]) -> dict:
+def summarise(seeds: list[int], runs: list[dict], paired: dict | None = None) -> dict:
     """Per generator and metric: mean and standard error over seeds, and the evaluation's own
-    standard error; per Lines-minus-baseline difference also the total standard error."""
+    standard error; per Lines-minus-baseline difference also the total standard error.
+
+    `paired` is the evaluate stage's metrics/differences.json ({"a - b": {"fid_se": .., ...}}): the
+    evaluation's standard error of each difference, paired over the shared samples. A difference or
+    metric it lacks falls back to the two generators' errors combined as if independent."""
     out: dict = {"seeds": seeds}
     for g in COMPARED:
         out[g] = {k: mean_se([r[g][k] for r in runs]) | {"eval_se": float(np.mean([r[g][f"{k}_se"] for r in runs]))} for k in METRICS}
     out["difference"] = {}
+    used_paired = []
     for a, b in PAIRED:
         d = {}
+        evaluated = (paired or {}).get(f"{a} - {b}", {})
         for k in METRICS:
             m = mean_se([r[a][k] - r[b][k] for r in runs])
-            eval_se = math.hypot(out[a][k]["eval_se"], out[b][k]["eval_se"])
+            se = evaluated.get(f"{k}_se")
+            used_paired.append(se is not None)
+            eval_se = float(se) if se is not None else math.hypot(out[a][k]["eval_se"], out[b][k]["eval_se"])
             d[k] = m | {"eval_se": eval_se, "total_se": math.hypot(m["se"], eval_se)}
         out["difference"][f"{a}-{b}"] = d
+    out["paired_eval_se"] = all(used_paired)
     return out
 
 
@@ -111,5 +124,6 @@ def table(summary: dict) -> str:
             flag = "  *" if abs(m) > 2 * se else "   "
             row += f"{m:>16.4g} +- {se:<6.2g}{flag}"
         lines.append(row)
-    lines.append("* the difference exceeds two total standard errors (seeds and evaluation); otherwise it is within noise")
+    evaluation = "its paired evaluation error" if summary.get("paired_eval_se") else "both generators' evaluation errors"
+    lines.append(f"* the difference exceeds two total standard errors (seeds and {evaluation}); otherwise it is within noise")
     return "\n".join(lines)

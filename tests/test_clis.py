@@ -23,7 +23,7 @@ WRONG = [
     ("lines_model.__main__", ["smaple"], "error: unknown command 'smaple'"),
     ("tools.stage_deps", ["--wirte"], "error: unrecognized arguments: --wirte"),
     ("tools.random_teacher", [], "error: the following arguments are required: -o/--out"),
-    ("tools.compare", ["--seeds", "1"], "error: --seeds: at least two distinct seeds"),
+    ("stages.compare", ["--seeds", "1"], "error: --seeds: at least two distinct seeds"),
 ]
 
 
@@ -40,7 +40,7 @@ def test_a_wrong_usage_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, mod
 
 
 @pytest.mark.parametrize("module", ["lines_model.profile", "lines_model.sample", "lines_model.results", "tools.stage_deps",
-                                    "tools.compare", "tools.random_teacher"])
+                                    "stages.compare", "tools.random_teacher"])
 def test_help_describes_every_argument(module, monkeypatch, capsys):
     monkeypatch.setenv("COLUMNS", "400")  # a wide terminal: an argument's help starts on its own line
     with pytest.raises(SystemExit) as e:

@@ -68,3 +68,25 @@ def test_the_evaluations_own_error_widens_a_difference_the_seeds_agree_on():
     d = s["difference"]["lines_1step-baseline_1step"]["fid"]
     assert d["se"] == pytest.approx(0.0, abs=1e-12) and d["total_se"] == pytest.approx(math.hypot(0.3, 0.3))
     assert "*" not in table(s).splitlines()[2]
+
+
+def test_a_paired_evaluation_error_replaces_the_two_generators_errors_combined():
+    # The evaluate stage's metrics/differences.json gives the evaluation's error of the difference
+    # itself (the two generators share the noises and references, so it is below both combined):
+    # 0.8 at every seed is then 8 standard errors, not 0.8 / 0.42 = 1.9.
+    runs = [_run(10.0, 10.8, eval_se=0.3), _run(12.0, 12.8, eval_se=0.3), _run(11.0, 11.8, eval_se=0.3)]
+    paired = {"lines_1step - baseline_1step": {"fid": 0.8, "fid_se": 0.1, "kid_se": 0.2},
+              "lines_2step - baseline_1step": {"fid_se": 0.05}}
+    s = summarise([0, 1, 2], runs, paired)
+    d = s["difference"]["lines_1step-baseline_1step"]
+    assert d["fid"]["eval_se"] == 0.1 and d["fid"]["total_se"] == pytest.approx(0.1)
+    assert d["kid"]["eval_se"] == 0.2
+    # A metric the file lacks falls back to the unpaired combination, and the summary says so.
+    assert d["mse"]["eval_se"] == pytest.approx(math.hypot(0.3, 0.3))
+    assert s["difference"]["lines_2step-baseline_1step"]["fid"]["eval_se"] == 0.05
+    assert s["paired_eval_se"] is False
+    assert "*" in table(s).splitlines()[2] and "both generators' evaluation errors" in table(s)
+    full = {f"{a} - baseline_1step": {f"{k}_se": 0.1 for k in METRICS} for a in ("lines_1step", "lines_2step")}
+    s = summarise([0, 1, 2], runs, full)
+    assert s["paired_eval_se"] is True and "its paired evaluation error" in table(s)
+    assert summarise([0, 1, 2], runs)["paired_eval_se"] is False

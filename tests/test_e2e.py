@@ -190,3 +190,37 @@ def test_metrics_and_plots_diff_between_commits(repo):
         sh(repo, "git", "reset", "-q", "--hard", "HEAD~1")
         sh(repo, "dvc", "checkout", "--quiet")
         shutil.rmtree(repo / "plots_diff", ignore_errors=True)
+
+
+def test_the_comparison_is_its_own_pipeline_and_goes_stale_with_a_student(repo):
+    # compare/dvc.yaml, recorded as up to date without running it (its seeds train for minutes):
+    # plain `dvc status` covers it, a train_lines result key makes it stale, and plain `dvc repro`
+    # would still run the root pipeline's stages only.
+    (repo / "compare").mkdir()
+    shutil.copy(ROOT / "compare" / "dvc.yaml", repo / "compare")
+    made = [repo / "metrics" / name for name in ("compare.json", "compare_runs.json", "differences.json")
+            if not (repo / "metrics" / name).exists()]
+    ignore = repo / "metrics" / ".gitignore"
+    ignored = ignore.read_text() if ignore.exists() else None
+    try:
+        for f in made:
+            f.write_text("{}\n")
+        sh(repo, "dvc", "commit", "-f", "-q", "compare/dvc.yaml:compare")
+        assert changed(repo) == set()
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        params["train_lines"]["lr"] /= 2
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        assert changed(repo) == {"train_lines", "compare"}
+        # (a dry run lists the stages stale now; evaluate would follow once train_lines has run)
+        assert ran(sh(repo, "dvc", "repro", "--dry")) == {"train_lines"}
+    finally:
+        shutil.rmtree(repo / "compare")
+        for f in made:
+            f.unlink(missing_ok=True)
+        sh(repo, "git", "reset", "-q", "--hard")  # autostage added compare/'s files to the index
+        if ignored is None:
+            ignore.unlink(missing_ok=True)
+        else:
+            ignore.write_text(ignored)
+        sh(repo, "dvc", "checkout", "--quiet")
+    assert changed(repo) == set() and not sh(repo, "git", "status", "--porcelain")

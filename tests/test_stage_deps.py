@@ -1,5 +1,5 @@
-"""dvc.yaml lists, for every stage, exactly the lines_model modules it runs: its script's imports
-(transitively), with the params schema counted by the sections the stage reads."""
+"""dvc.yaml (and compare/dvc.yaml) list, for every stage, exactly the lines_model modules it runs:
+its script's imports (transitively), with the params schema counted by the sections the stage reads."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import yaml
 
 from conftest import ROOT
 from lines_model.provenance import module_deps
-from tools.stage_deps import stage_sections
+from tools.stage_deps import pipeline_stages, stage_sections
 
-STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]  # the default pipeline
+ALL_STAGES = pipeline_stages()  # and the comparison's (compare/dvc.yaml)
 
 
 def _script(stage: dict) -> Path:
@@ -22,9 +23,9 @@ def _script(stage: dict) -> Path:
     return ROOT / "stages" / (re.fullmatch(r"python -m stages\.(\w+)", stage["cmd"]).group(1) + ".py")
 
 
-@pytest.mark.parametrize("name", sorted(STAGES))
+@pytest.mark.parametrize("name", sorted(ALL_STAGES))
 def test_stage_deps_are_the_modules_its_script_imports(name):
-    stage = STAGES[name]
+    stage = ALL_STAGES[name]
     declared = {d for d in stage["deps"] if isinstance(d, str) and d.startswith("lines_model/")}
     imported = set(module_deps(_script(stage), stage_sections(stage))) - {"lines_model/__init__.py"}  # empty package marker
     assert declared == imported, f"dvc.yaml {name}: missing {sorted(imported - declared)}, extra {sorted(declared - imported)}"
@@ -33,7 +34,7 @@ def test_stage_deps_are_the_modules_its_script_imports(name):
 
 
 def test_offline_tools_are_no_stage_dependency():
-    for name, stage in STAGES.items():
+    for name, stage in ALL_STAGES.items():
         for d in stage["deps"]:
             assert not str(d).startswith(("tools", "benchmarks", "tests")), (name, d)
     pkg = {p.name for p in (ROOT / "lines_model").glob("*.py")}
@@ -102,9 +103,11 @@ def test_the_import_walk_sees_lazy_and_relative_imports(tmp_path, monkeypatch):
     assert sd.module_deps(script) == ["lines_model/__init__.py", "lines_model/a.py", "lines_model/b.py", "lines_model/c.py"]
 
 
-@pytest.mark.parametrize("name, section", [("train_lines", "train_lines"), ("train_baseline", "train_baseline"), ("distill_progressive", "pd")])
+@pytest.mark.parametrize("name, section", [("train_lines", "train_lines"), ("train_baseline", "train_baseline"), ("distill_progressive", "pd"),
+                                           ("compare", "train_lines"), ("compare", "train_baseline")])
 def test_a_training_stage_reads_every_key_that_changes_its_result_and_no_log_setting(name, section):
-    # A new log interval, checkpoint interval or worker count must not retrain a student.
+    # A new log interval, checkpoint interval or worker count must not retrain a student (nor
+    # the comparison's students of the other seeds).
     import dataclasses
     import typing
 
@@ -113,9 +116,17 @@ def test_a_training_stage_reads_every_key_that_changes_its_result_and_no_log_set
 
     cls = typing.get_type_hints(Params)[section]
     result_keys = {f.name for f in dataclasses.fields(cls)} - set(NON_RESULT_KEYS)
-    declared_keys = {p.split(".", 1)[1] for p in STAGES[name]["params"] if isinstance(p, str) and p.startswith(f"{section}.")}
+    declared_keys = {p.split(".", 1)[1] for p in ALL_STAGES[name]["params"] if isinstance(p, str) and p.startswith(f"{section}.")}
     assert declared_keys == result_keys
-    assert section not in STAGES[name]["params"], "the whole section would include the log settings"
+    assert section not in ALL_STAGES[name]["params"], "the whole section would include the log settings"
+
+
+def test_the_comparison_reads_what_determines_its_students_and_their_evaluation():
+    compare = ALL_STAGES["compare"]
+    assert compare["wdir"] == ".." and "compare" not in STAGES, "a pipeline of its own, run from the root"
+    assert {"data/pairs", "data/heldout", "data/subset.json", "models/lines", "models/baseline", "metrics/differences.json"} <= set(compare["deps"])
+    assert {"teacher", "student", "evaluate", "runtime"} <= set(compare["params"])
+    assert [next(iter(m)) for m in compare["metrics"]] == ["metrics/compare.json"]
 
 
 def test_the_pairs_do_not_read_the_training_precision():

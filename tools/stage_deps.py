@@ -1,7 +1,7 @@
 """The lines_model modules each stage runs: what dvc.yaml must list as its code deps.
 
     python -m tools.stage_deps            # print the deps list of every stage
-    python -m tools.stage_deps --write    # rewrite the lines_model/ deps of every stage in dvc.yaml
+    python -m tools.stage_deps --write    # rewrite the lines_model/ deps of every stage in every pipeline file
 
 A stage depends on the code it runs and nothing else, so an edit to a figure module reruns
 evaluate but never teacher_pairs. That code is its script's lines_model imports, transitively,
@@ -9,7 +9,8 @@ with one refinement: the params schema (lines_model/config/) has one module per 
 although every stage validates the whole file, what it computes depends only on the sections it
 reads. So the package's core (config/__init__.py) counts without the section modules it imports,
 and the stage gets the modules of the sections dvc.yaml lists under its `params` instead.
-tests/test_stage_deps.py keeps dvc.yaml equal to this.
+The pipeline files are dvc.yaml and compare/dvc.yaml (whose stage runs from the repository root,
+so its paths read as the root's); tests/test_stage_deps.py keeps both equal to this.
 """
 
 from __future__ import annotations
@@ -22,6 +23,16 @@ import yaml
 
 from lines_model.cli import ArgumentParser
 from lines_model.provenance import PACKAGE, ROOT, module_deps
+
+PIPELINES = ("dvc.yaml", "compare/dvc.yaml")  # every stage's paths relative to ROOT (compare's wdir is the root)
+
+
+def pipeline_stages() -> dict[str, dict]:
+    """Every stage of every pipeline file, by name (names are unique across the files)."""
+    out: dict[str, dict] = {}
+    for f in PIPELINES:
+        out.update(yaml.safe_load((ROOT / f).read_text())["stages"])
+    return out
 
 
 def stage_sections(stage: dict) -> list[str]:
@@ -61,14 +72,15 @@ def write_dvc_yaml(path: Path) -> None:
 
 def main(argv=None) -> None:
     p = ArgumentParser(prog="python -m tools.stage_deps", description=__doc__.splitlines()[0])
-    p.add_argument("--write", action="store_true", help="rewrite the lines_model/ deps of every stage in dvc.yaml (default: print them)")
+    p.add_argument("--write", action="store_true", help="rewrite the lines_model/ deps of every stage in the pipeline files (default: print them)")
     args = p.parse_args(argv)
     if args.write:
-        write_dvc_yaml(ROOT / "dvc.yaml")
-        print("dvc.yaml: stage deps rewritten")
+        for f in PIPELINES:
+            write_dvc_yaml(ROOT / f)
+            print(f"{f}: stage deps rewritten")
         return
     try:
-        for name, stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items():
+        for name, stage in pipeline_stages().items():
             print(f"{name} ({stage_script(stage).relative_to(ROOT)}):")
             for d in declared(stage):
                 print(f"  - {d}")
