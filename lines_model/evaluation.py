@@ -8,10 +8,9 @@ error from half-samples of both the generated and the reference set (`uncertaint
 standard error of its per-image mean. The generators share the noises and the reference, so the
 differences that the comparisons rest on (DIFFERENCES) get errors of their own, paired noise by
 noise: from the same halves for every generator, and for MSE from per-image differences. Speed is measured in one
-dedicated pass after generation, all generators and a fixed machine probe interleaved round-robin
-(timing.py): `ms_per_image` is wall-clock time and follows the machine's speed of the moment,
-`probes_per_image` (an image's cost in runs of the probe) and `speedup` are ratios within a round
-and do not.
+dedicated pass after generation, all generators interleaved in seeded, balanced rounds (timing.py):
+`ms_per_image` is wall-clock time and follows the machine's speed of the moment; `speedup`, the
+teacher's time over the generator's in the same round, does not.
 """
 
 from __future__ import annotations
@@ -26,12 +25,12 @@ from lines_model.config.evaluate import EvaluateCfg
 from lines_model.imaging import psnr, to_unit
 from lines_model.generators import Generator
 from lines_model.line import point_on_line
-from lines_model.timing import machine_probe, time_interleaved
+from lines_model.timing import time_interleaved
 
 DIST_KEYS = ("fid", "kid", "precision", "recall")
 METRIC_KEYS = (
     "nfe", "fid", "fid_se", "kid", "kid_se", "precision", "precision_se", "recall", "recall_se",
-    "mse", "mse_se", "psnr", "ms_per_image", "ms_per_image_iqr", "probes_per_image", "speedup",
+    "mse", "mse_se", "psnr", "ms_per_image", "ms_per_image_iqr", "speedup",
 )
 # A fast generator's timing sample repeats its call until it spans this long (timing.time_interleaved):
 # a one-step student makes a timing batch in tens of milliseconds on a CPU, where a scheduler tick or a
@@ -157,13 +156,11 @@ def evaluate(
     *,
     data_reference: torch.Tensor | None = None,
     data_noise: torch.Tensor | None = None,
-    device: torch.device | str = "cpu",
 ) -> tuple[dict[str, dict], dict[str, torch.Tensor], dict[str, dict]]:
     """Metrics per generator (keys METRIC_KEYS, plus *_data ones against `data_reference`), each
     generator's images in [0, 1] for `noise`, and the DIFFERENCES between generators with their
     paired errors ({"a - b": {"fid": ..., "fid_se": ..., ..., "mse": ..., "mse_se": ...}}).
-    Deterministic given the models and inputs, timings aside.
-    `device` is where the generators run: the machine probe runs there too."""
+    Deterministic given the models and inputs, timings aside."""
     if not specs or specs[0].name != "teacher":
         raise ValueError("specs: the teacher must come first (its speed is the speedup's denominator)")
     if data_reference is not None and data_noise is None:
@@ -186,20 +183,20 @@ def evaluate(
             metrics[name].update(m)
         for name, m in data_d.items():
             diffs[name].update(m)
-    speed_noise = noise[: cfg.speed_batch]
-    timings = time_interleaved(
-        {g.name: (lambda g=g: g(speed_noise)) for g in specs}, images_per_call=len(speed_noise), rounds=cfg.speed_rounds,
-        min_sample_s=SPEED_MIN_SAMPLE_S, probe=machine_probe(device),
-    )
-    print(f"timing: machine probe {timings['teacher'].probe_ms:.2f} ms per run", flush=True)
-    for g in specs:
-        t = timings[g.name]
-        metrics[g.name].update(
-            ms_per_image=t.ms_per_image, ms_per_image_iqr=t.ms_per_image_iqr, probes_per_image=t.probes_per_image,
-            speedup=timings["teacher"].ms_per_image / t.ms_per_image,
-        )
+    for name, t in time_generators(specs, noise[: cfg.speed_batch], cfg.speed_rounds).items():
+        metrics[name].update(t)
     order = [*METRIC_KEYS, *(k for k in metrics["teacher"] if k not in METRIC_KEYS)]
     return {n: {k: m[k] for k in order} for n, m in metrics.items()}, images, diffs
+
+
+@torch.no_grad()
+def time_generators(specs: list[Generator], noise: torch.Tensor, rounds: int) -> dict[str, dict[str, float]]:
+    """ms_per_image, ms_per_image_iqr and speedup of every generator making images for `noise`,
+    all interleaved in at least `rounds` rounds (timing.time_interleaved). `speedup` is the
+    teacher's time over the generator's, taken round by round: the figure that holds across runs."""
+    timings = time_interleaved({g.name: (lambda g=g: g(noise)) for g in specs}, images_per_call=len(noise), rounds=rounds,
+                               min_sample_s=SPEED_MIN_SAMPLE_S, reference="teacher")
+    return {n: dict(ms_per_image=t.ms_per_image, ms_per_image_iqr=t.ms_per_image_iqr, speedup=t.speedup) for n, t in timings.items()}
 
 
 def data_noise(count: int, shape, seed: int) -> torch.Tensor:

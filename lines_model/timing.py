@@ -2,18 +2,19 @@
 
 Timing each generator in its own block lets slow drift (clock boost, thermal throttling, another
 job on the machine, caches warmed by whatever ran before) land on one of them only.
-`time_interleaved` instead calls every function once per round, rotating the order each round so
-that each takes every position (first after the previous round, last, ...) equally often, and
-reports per function the median over rounds (robust to a few disturbed rounds) and the
-interquartile range (how much to trust a difference). A fast function is called several times
-back to back within its turn (`min_sample_s`), so that each of its samples spans long enough that
-a scheduler tick or a cache refilled after the previous function's turn is a small part of it.
+`time_interleaved` instead calls every function once per round and reports per function the median
+over rounds (robust to a few disturbed rounds) and the interquartile range (how much to trust a
+difference). The order within a round comes from a seeded, balanced design (`schedule`): over each
+block of k rounds (k functions) every function takes every position once, and each follows every
+other equally often, so neither a position (first after the previous round, last, ...) nor
+the caches another function leaves behind favour one of them. A fast function is called several
+times back to back within its turn (`min_sample_s`), so that each of its samples spans long enough
+that a scheduler tick or a cache refilled after the previous function's turn is a small part of it.
 
-Interleaving makes the generators of one run comparable, but not two runs: on a shared machine the
-speed of the whole machine moves by 10-15% within minutes (a fixed workload that runs no project code
-shows it). An optional `probe`, a fixed workload timed in the same rounds, turns each sample into a
-ratio that this common drift cancels from: `probes_per_image`, the cost of one image in runs of the
-probe. `machine_probe` is the one evaluate uses.
+Interleaving makes the functions of one run comparable, but not two runs: the speed of a shared
+machine moves by 10-30% within minutes, and a fixed workload tracks that drift only roughly (its
+speed changes by other factors than the generators' do from one CPU to another). What holds across
+runs is a function's cost relative to a `reference` timed in the same rounds: `Timing.speedup`.
 """
 
 from __future__ import annotations
@@ -33,33 +34,35 @@ class Timing:
     ms_per_image_iqr: float  # interquartile range of the same per-round values
     rounds: int
     calls_per_round: int  # back-to-back calls in each sample (min_sample_s)
-    # median over rounds of (ms per image / the probe's ms per call in the same round); None without a probe
-    probes_per_image: float | None = None
-    probe_ms: float | None = None  # the probe's median ms per call over the same rounds; None without a probe
+    # median over rounds of (the reference's ms per image / this one's, in the same round); None without a reference
+    speedup: float | None = None
 
 
-# Size of machine_probe: about 9 ms a run on a 2-core CPU, so min_sample_s repeats it like a fast generator.
-PROBE_SHAPE = (8, 64, 32, 32)
-PROBE_BLOCKS = 4
+def _williams_rows(k: int) -> list[list[int]]:
+    """Williams' Latin square of order k: row i is 0, 1, k-1, 2, k-2, ... shifted by i (mod k). Each
+    symbol is once in each row and once in each column; for even k, each ordered pair of distinct
+    symbols is adjacent in exactly one row (E. J. Williams, Aust. J. Sci. Res. A 2, 1949)."""
+    first = [0] + [(j + 1) // 2 if j % 2 else k - j // 2 for j in range(1, k)]
+    return [[(s + i) % k for s in first] for i in range(k)]
 
 
-def machine_probe(device: torch.device | str = "cpu") -> Callable[[], torch.Tensor]:
-    """A fixed workload of the generators' kind (3x3 convolutions, group norm, SiLU at 32x32), with
-    seeded weights and input, that never changes with the project's models: its time tracks the
-    machine's speed of the moment. Changing its size changes every `probes_per_image`."""
-    g = torch.Generator().manual_seed(0)
-    c = PROBE_SHAPE[1]
-    x = torch.randn(PROBE_SHAPE, generator=g).to(device)
-    weights = [(torch.randn(c, c, 3, 3, generator=g) / (3 * c**0.5)).to(device) for _ in range(PROBE_BLOCKS)]
-
-    @torch.no_grad()
-    def probe() -> torch.Tensor:
-        h = x
-        for w in weights:
-            h = torch.nn.functional.silu(torch.nn.functional.group_norm(torch.nn.functional.conv2d(h, w, padding=1), 8))
-        return h
-
-    return probe
+def schedule(k: int, rounds: int, seed: int = 0) -> list[list[int]]:
+    """The order in which `time_interleaved` calls k functions (indices 0..k-1) in each round:
+    ceil(rounds / k) blocks of k rounds, each one Williams' square with its symbols assigned to the
+    functions at random and its rows in random order, drawn from `seed`. Within a block every
+    function takes every position once. For even k every function also directly follows every
+    other once per block; for odd k, twice per two blocks (the second block of each pair is the
+    first's rows reversed, with the same assignment).
+    """
+    rng = np.random.default_rng(seed)
+    rows = _williams_rows(k)
+    out = []
+    for b in range(math.ceil(rounds / k)):
+        if k % 2 == 0 or b % 2 == 0:
+            labels = rng.permutation(k)
+        block = rows if k % 2 == 0 or b % 2 == 0 else [row[::-1] for row in rows]
+        out += [[int(labels[s]) for s in block[i]] for i in rng.permutation(k)]
+    return out
 
 
 def _default_sync() -> Callable[[], None]:
@@ -75,18 +78,19 @@ def time_interleaved(
     warmup: int = 2,
     min_sample_s: float = 0.0,
     sync: Callable[[], None] | None = None,
-    probe: Callable[[], object] | None = None,
+    seed: int = 0,
+    reference: str | None = None,
 ) -> dict[str, Timing]:
     """Time each of `fns` (name -> function of no arguments making `images_per_call` images).
 
     First `warmup` untimed calls of every function (compilation, allocator and cache warm-up),
-    then `rounds` rounds calling each function once, in the mapping's order rotated by one more
-    place each round. A function whose last warm-up call took less than `min_sample_s` is called
-    ceil(min_sample_s / that time) times in its turn (once without warm-up), and its sample is the
-    mean of those calls. `sync` (default: torch.cuda.synchronize when CUDA is available, else
-    nothing) runs after every warm-up call and after every sample, before the clock is read.
-    A `probe` (a function of no arguments) takes its turn in every round like one more function,
-    and each Timing then carries `probes_per_image` and `probe_ms`.
+    then at least `rounds` rounds, rounded up to a multiple of len(fns), calling each function
+    once in the order `schedule(len(fns), rounds, seed)` gives. A function whose last warm-up call
+    took less than `min_sample_s` is called ceil(min_sample_s / that time) times in its turn (once
+    without warm-up), and its sample is the mean of those calls. `sync` (default:
+    torch.cuda.synchronize when CUDA is available, else nothing) runs after every warm-up call and
+    after every sample, before the clock is read. With a `reference` (one of the names), each
+    Timing carries `speedup`, that function's time over this one's, round by round.
     Returns name -> `Timing`, in the order of `fns`.
     """
     if not isinstance(fns, Mapping) or not fns:
@@ -102,16 +106,13 @@ def time_interleaved(
         raise ValueError(f"warmup: must be a non-negative integer, got {warmup!r}")
     if isinstance(min_sample_s, bool) or not isinstance(min_sample_s, (int, float)) or not min_sample_s >= 0:
         raise ValueError(f"min_sample_s: must be a non-negative number of seconds, got {min_sample_s!r}")
-    if probe is not None and not callable(probe):
-        raise ValueError(f"probe: expected a function of no arguments, got {probe!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed: must be a non-negative integer, got {seed!r}")
+    if reference is not None and reference not in fns:
+        raise ValueError(f"reference: {reference!r} is not one of {list(fns)}")
     sync = _default_sync() if sync is None else sync
 
-    fns = dict(fns)
     names = list(fns)
-    probe_key = object()  # cannot collide with a caller's name
-    if probe is not None:
-        fns[probe_key] = probe
-        names.append(probe_key)
     last = {name: 0.0 for name in names}
     for _ in range(warmup):
         for name in names:
@@ -120,10 +121,11 @@ def time_interleaved(
             sync()
             last[name] = time.perf_counter() - t0
     calls = {name: max(1, math.ceil(min_sample_s / last[name])) if last[name] > 0 else 1 for name in names}
+    order = schedule(len(names), rounds, seed)
     ms = {name: [] for name in names}
-    for r in range(rounds):
-        shift = r % len(names)
-        for name in names[shift:] + names[:shift]:
+    for positions in order:
+        for i in positions:
+            name = names[i]
             t0 = time.perf_counter()
             for _ in range(calls[name]):
                 fns[name]()
@@ -131,13 +133,8 @@ def time_interleaved(
             ms[name].append((time.perf_counter() - t0) * 1000 / (images_per_call * calls[name]))
     out = {}
     for name in names:
-        if name is probe_key:
-            continue
         q1, median, q3 = np.percentile(ms[name], [25, 50, 75])
-        extra = {}
-        if probe is not None:
-            # The probe's samples were divided by images_per_call like the others'; undo that to get ms per call.
-            probe_call = np.asarray(ms[probe_key]) * images_per_call
-            extra = dict(probes_per_image=float(np.median(np.asarray(ms[name]) / probe_call)), probe_ms=float(np.median(probe_call)))
-        out[name] = Timing(ms_per_image=float(median), ms_per_image_iqr=float(q3 - q1), rounds=rounds, calls_per_round=calls[name], **extra)
+        speedup = None if reference is None else float(np.median(np.asarray(ms[reference]) / np.asarray(ms[name])))
+        out[name] = Timing(ms_per_image=float(median), ms_per_image_iqr=float(q3 - q1), rounds=len(order),
+                           calls_per_round=calls[name], speedup=speedup)
     return out

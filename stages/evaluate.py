@@ -27,7 +27,7 @@ def main(params) -> None:
     data = {}
     if e.data_reference:
         data = dict(data_reference=fidelity.load_reference_images(e.data_reference), data_noise=evaluation.data_noise(e.data_count, noise.shape[1:], params.pairs.seed))
-    metrics, images, diffs = evaluation.evaluate(specs, noise, teacher_images, reference, e, device=device, **data)
+    metrics, images, diffs = evaluation.evaluate(specs, noise, teacher_images, reference, e, **data)
     k = e.trajectory_samples
     traj = (*evaluation.trajectory(lines, noise[:k], teacher_images[:k], e.trajectory_ts), teacher_images[:k])
     losses = {k: f"training/{k}/plots/metrics/train/loss.tsv" for k in ("lines", "baseline")}

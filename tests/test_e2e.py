@@ -80,10 +80,11 @@ def test_repro_writes_every_metric_with_its_uncertainty(repo):
     for name in GENERATORS:
         assert list(metrics[name]) == list(METRIC_KEYS)
         assert all(math.isfinite(v) for v in metrics[name].values()), (name, metrics[name])
-        assert metrics[name]["fid_se"] > 0 and metrics[name]["probes_per_image"] > 0
-        # Two speed rounds (micro profile): the IQR is half their difference, below their median (mean).
-        assert metrics[name]["ms_per_image_iqr"] < metrics[name]["ms_per_image"], (name, metrics[name])
+        assert metrics[name]["fid_se"] > 0
     assert metrics["teacher"]["speedup"] == 1.0
+    # One network call against the teacher's four, of the same network size, timed in the same rounds.
+    for name in ("lines_1step", "baseline_1step", "pd_1step"):
+        assert metrics[name]["speedup"] > 1.5, (name, metrics[name])
     assert metrics["lines_2step"]["nfe"] == 2 and metrics["teacher"]["nfe"] == 4 and metrics["teacher_ddim4"]["nfe"] == 4
     for png in ("comparison.png", "trajectory.png", "fid_speedup.png", "samples/lines_1step.png", "samples/teacher_ddim4.png"):
         assert (repo / "plots" / png).stat().st_size > 1000

@@ -23,7 +23,7 @@ class EvaluateCfg:
     prc_neighborhood: int = field(min=1)
     se_replicates: int = field(min=2)  # half-sample replicates behind every *_se (uncertainty.standard_errors)
     speed_batch: int = field(min=1)  # batch size of the ms/image timings
-    speed_rounds: int = field(min=1)  # interleaved timing rounds; ms/image is their median
+    speed_rounds: int = field(min=1)  # interleaved timing rounds, rounded up to a multiple of the generators; ms/image is their median
     batch_size: int = field(min=1)  # generation batch
     lines_steps: tuple[int, ...]  # Lines k-step variants evaluated
     pd_steps: tuple[int, ...]  # progressive-distillation students evaluated (their step counts)
