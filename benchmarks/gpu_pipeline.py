@@ -1,7 +1,7 @@
 """The CIFAR-10 profile as a real `dvc repro` at reduced scale on one GPU, timed stage by stage,
 and the full run's cost estimated from it.
 
-    python -m benchmarks.gpu_pipeline --out DIR [--scale 0.01] [--budget-s 540]
+    python -m benchmarks.gpu_pipeline --out DIR [--scale 0.005] [--budget-s 560]
 
 What runs, in order, each part time-boxed so that the later parts still run:
 1. the CUDA tests (tests/test_cuda.py);
@@ -81,8 +81,8 @@ def scaled_params(full: dict, scale: float, tiny: bool) -> dict:
         # The baseline's 50 epochs over 2,500 pairs would be 500 steps; 10 epochs give 100 steps of
         # the same batch, enough for a rate and a fifth of the time.
         "train_baseline": {"epochs": 10},
-        "pd": {"iters_per_round": 100},
-        "evaluate": {"count": 250, "reference": 250, "data_count": 1000},
+        "pd": {"iters_per_round": 60},
+        "evaluate": {"count": 250, "reference": 250, "data_count": 500},
     }
     return merge(full, over)
 
@@ -104,6 +104,11 @@ def items(params: dict) -> dict[str, float]:
         "evaluate": n_generators * (e["count"] + e["data_count"]),
     }
 
+
+# Seconds each part took on one H200 at the default scale (2026-11-30), with some slack: the time
+# boxes keep this much for the parts still to come.
+EXPECTED_S = {"teacher_pairs": 85, "subset_50k": 10, "train_lines": 35, "train_baseline": 30,
+              "distill_progressive": 70, "evaluate": 110, "evaluate_50k": 150}
 
 UNITS = {"teacher_pairs": "pairs", "subset_50k": "pairs", "train_lines": "samples", "train_baseline": "samples",
          "distill_progressive": "samples", "evaluate": "images"}
@@ -217,6 +222,9 @@ def startup_seconds(repo: Path) -> float:
 
 
 def build_repo(repo: Path, params: dict) -> None:
+    """A temporary git + DVC repository of the pipeline with `params`: the package, the stages,
+    dvc.yaml, a random-init teacher of the google/ddpm-cifar10-32 configuration, random Inception
+    weights and random uint8 images standing in for CIFAR-10 train (also `make smoke-cifar`'s)."""
     import numpy as np
 
     from lines_model.extractors import save_random_inception_weights
@@ -258,9 +266,9 @@ def part_pipeline(out: Path, r: dict, scale: float, tiny: bool, budget_s: float,
               "items_per_s_net": {}, "peak_gpu_gb_by_stage": {}, "peak_host_gb_by_stage": {}, "stage_rc": {}})
     n_items = items(params)
     logf = out / "pipeline.log"
-    # Each stage may use what is left, minus a reserve for the parts after it.
-    reserve = {"teacher_pairs": 300, "subset_50k": 260, "train_lines": 250, "train_baseline": 220,
-               "distill_progressive": 150, "evaluate": 90}
+    # Each stage may use what is left, minus what the parts after it are expected to need.
+    reserve = {stage: sum(EXPECTED_S[later] for later in (*STAGES, "evaluate_50k")[i + 1:])
+               for i, stage in enumerate(STAGES)}
     for stage in STAGES:
         timeout = left(budget_s) - (0 if tiny else reserve[stage])
         log(f"dvc repro -s {stage} (time box {timeout:.0f} s)")
@@ -420,8 +428,8 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, help="folder of the run's files")
     ap.add_argument("--merge", type=Path, metavar="JSON",
                     help="instead of running: put this run's gpu_pipeline.json into benchmarks/results.json")
-    ap.add_argument("--scale", type=float, default=0.01)
-    ap.add_argument("--budget-s", type=float, default=540)
+    ap.add_argument("--scale", type=float, default=0.005)
+    ap.add_argument("--budget-s", type=float, default=560)
     ap.add_argument("--tiny", action="store_true", help="CPU dry run at toy sizes (nothing measured)")
     ap.add_argument("--skip-tests", action="store_true")
     a = ap.parse_args(argv)
@@ -449,8 +457,7 @@ def main(argv=None) -> None:
         save()
     part_pipeline(a.out, r, a.scale, a.tiny, a.budget_s, save)
     n = 500 if a.tiny else 50_000
-    part_uncertainty_50k(a.out, r, n, 64 if a.tiny else 2048, 8 if a.tiny else 200,
-                         left(a.budget_s) - (0 if a.tiny else 60), save)
+    part_uncertainty_50k(a.out, r, n, 64 if a.tiny else 2048, 8 if a.tiny else 200, left(a.budget_s), save)
     estimate(r["cifar_pipeline"])
     save()
     if not a.skip_tests:

@@ -2,7 +2,7 @@
 # benchmarks/gpu_pipeline.py on a CUDA machine that has Python, torch and CUDA but not this project's
 # environment: the project's other dependencies travel as wheels in .whl/ (the versions of the
 # project's .venv, for the machine's Python), installed into /tmp/site; the machine's torch is used.
-#   bash benchmarks/gpu_pipeline.sh [--scale 0.01] [--budget-s 540]   (results under $OUT)
+#   bash benchmarks/gpu_pipeline.sh [--scale 0.005] [--budget-s 560]   (results under $OUT)
 set -u
 cd "$(dirname "$0")/.."
 t0=$(date +%s)

@@ -12,50 +12,32 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
 
-import numpy as np
 import pytest
 import yaml
 
+from benchmarks.gpu_pipeline import build_repo
 from conftest import ROOT
 from lines_model.profile import merge
-from tools.random_teacher import save_random_cifar_teacher
 
 pytestmark = pytest.mark.smoke_cifar
 
 
 def test_cifar10_profile_runs_as_a_pipeline(tmp_path):
-    from lines_model.extractors import save_random_inception_weights
-
     profile = yaml.safe_load((ROOT / "profiles" / "cifar10.yaml").read_text())
     assert profile["evaluate"]["feature_extractor"] == "inception-v3-compat"
     assert profile["evaluate"]["data_reference"] == "data/cifar10-train.npy" and profile["evaluate"]["data_count"] == 50000
     params = merge(merge(yaml.safe_load((ROOT / "params.yaml").read_text()), profile), yaml.safe_load((ROOT / "tests" / "cifar10_micro.yaml").read_text()))
 
     r = tmp_path / "cifar"
-    for name in ("lines_model", "stages"):
-        shutil.copytree(ROOT / name, r / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
-        shutil.copy(ROOT / name, r)
-    shutil.copytree(ROOT / "teachers" / "shapes-features", r / "teachers" / "shapes-features")
-    save_random_cifar_teacher(r / params["teacher"]["model"])
-    save_random_inception_weights(r / params["evaluate"]["feature_weights"])
-    fake_cifar = np.random.default_rng(0).integers(0, 256, size=(8, 3, 32, 32), dtype=np.uint8)
-    (r / "data").mkdir()
-    np.save(r / params["evaluate"]["data_reference"], fake_cifar)
-    (r / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    build_repo(r, params)
 
     def sh(*cmd):
         p = subprocess.run(cmd, cwd=r, capture_output=True, text=True)
         assert p.returncode == 0, f"{' '.join(cmd)}:\n{(p.stdout + p.stderr)[-5000:]}"
         return p.stdout + p.stderr
 
-    sh("git", "init", "-q")
-    sh("dvc", "init", "-q")
-    sh("git", "add", "-A")
-    sh("git", "-c", "user.name=smoke", "-c", "user.email=smoke@example.com", "commit", "-qm", "CIFAR-10 micro profile")
     log = sh("dvc", "repro")
     print("\n".join(line for line in log.splitlines() if line.startswith(("Running stage", "features:", "evaluate:"))))
     stages = {line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage '")}
