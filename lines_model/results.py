@@ -2,6 +2,7 @@
 
     python -m lines_model results                     # or: make results
     python -m lines_model results -i other/evaluate.json
+    python -m lines_model results --compare           # the seed comparison, metrics/compare.json
 
 One row per generator: NFE, FID, KID, precision, recall and MSE each with its standard error,
 PSNR, ms per image (with its IQR over timing rounds) and speedup over the teacher.
@@ -42,6 +43,29 @@ def table(metrics: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+COMPARED = ("lines_1step", "lines_2step", "baseline_1step")
+COMPARE_METRICS = {"fid": ("FID", 2), "kid": ("KID", 3), "precision": ("precision", 3), "recall": ("recall", 3), "mse": ("MSE", 4)}
+
+
+def compare_table(summary: dict) -> str:
+    """The markdown table of the seed comparison (the schema of metrics/compare.json): each
+    generator's mean +- its standard error over seeds (in brackets the evaluation's own), and each
+    Lines-minus-baseline difference +- its total standard error, with that many standard errors."""
+    diffs = summary["difference"]
+    head = ["metric", *COMPARED, *(f"{k.replace('-', ' - ')}" for k in diffs)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for k, (label, digits) in COMPARE_METRICS.items():
+        cells = [label]
+        for g in COMPARED:
+            m = summary[g][k]
+            cells.append(f"{m['mean']:.{digits}f} ± {m['se']:.{digits}f} (± {m['eval_se']:.{digits}f})")
+        for d in diffs.values():
+            m = d[k]
+            cells.append(f"{m['mean']:+.{digits}f} ± {m['total_se']:.{digits}f} ({abs(m['mean']) / m['total_se']:.1f} SE)")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def load(path: str | Path) -> dict[str, dict]:
     metrics = read_json(path, "the evaluation's metrics (metrics/evaluate.json; run `dvc repro`)")
     for name, m in metrics.items():
@@ -55,11 +79,20 @@ def load(path: str | Path) -> dict[str, dict]:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m lines_model results", description=__doc__.splitlines()[0])
-    p.add_argument("-i", "--input", type=Path, default=Path("metrics/evaluate.json"),
-                   help="the metrics file (default: metrics/evaluate.json)")
+    p.add_argument("-i", "--input", type=Path, default=None,
+                   help="the metrics file (default: metrics/evaluate.json, or metrics/compare.json with --compare)")
+    p.add_argument("--compare", action="store_true",
+                   help="the seed comparison of Lines and the baseline (`make compare`) instead of the evaluation")
     args = p.parse_args(argv)
     try:
-        print(table(load(args.input)))
+        if args.compare:
+            path = args.input or Path("metrics/compare.json")
+            summary = read_json(path, "the seed comparison (metrics/compare.json; run `make compare`)")
+            if not isinstance(summary, dict) or "difference" not in summary or not all(g in summary for g in COMPARED):
+                raise InputError(f"{path}: not the seed comparison's summary (no 'difference' or generators {', '.join(COMPARED)})")
+            print(compare_table(summary))
+        else:
+            print(table(load(args.input or Path("metrics/evaluate.json"))))
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

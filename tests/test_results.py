@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from lines_model.results import table
+from lines_model.results import compare_table, table
 
 
 def test_the_readme_table_is_what_the_results_command_prints():
@@ -46,3 +46,28 @@ def test_the_entry_point_lists_its_commands_and_refuses_others():
     assert r.returncode == 0 and all(c in r.stdout for c in ("sample", "score", "results", "profile"))
     r = subprocess.run([sys.executable, "-m", "lines_model", "smaple"], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip() == "error: unknown command 'smaple'; expected one of sample, score, results, profile"
+
+
+def test_the_readme_compare_table_is_what_the_results_command_prints():
+    out = subprocess.run([sys.executable, "-m", "lines_model", "results", "--compare"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    printed = out.stdout.strip()
+    summary = json.loads((ROOT / "metrics" / "compare.json").read_text())
+    assert printed == compare_table(summary)
+    assert printed in (ROOT / "README.md").read_text(), "README's comparison table differs from `results --compare`"
+
+
+def test_a_compare_row_shows_means_seed_and_evaluation_errors_and_the_differences_in_standard_errors():
+    m = {"mean": 8.514, "se": 0.0758, "eval_se": 0.783}
+    summary = {"seeds": [0, 1], "lines_1step": {k: m for k in ("fid", "kid", "precision", "recall", "mse")},
+               "lines_2step": {k: m for k in ("fid", "kid", "precision", "recall", "mse")},
+               "baseline_1step": {k: m for k in ("fid", "kid", "precision", "recall", "mse")},
+               "difference": {"lines_1step-baseline_1step": {k: {"mean": -1.2, "total_se": 0.4} for k in ("fid", "kid", "precision", "recall", "mse")}}}
+    fid_row = compare_table(summary).splitlines()[2]
+    assert fid_row == "| FID | 8.51 ± 0.08 (± 0.78) | 8.51 ± 0.08 (± 0.78) | 8.51 ± 0.08 (± 0.78) | -1.20 ± 0.40 (3.0 SE) |"
+
+
+def test_a_file_that_is_not_the_comparison_is_refused_in_one_line():
+    r = subprocess.run([sys.executable, "-m", "lines_model", "results", "--compare", "-i", str(ROOT / "metrics" / "evaluate.json")],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not the seed comparison's summary" in r.stderr, r.stderr
