@@ -69,6 +69,7 @@ def bench_onestep(teacher, S: dict, r: dict | None = None, save=lambda: None) ->
         r[f"onestep_teacher_ms_per_image_iqr_b{b}"] = t["teacher"].ms_per_image_iqr
         r[f"onestep_student_ms_per_image_iqr_b{b}"] = t["student"].ms_per_image_iqr
         r[f"onestep_speedup_b{b}"] = t["teacher"].ms_per_image / t["student"].ms_per_image
+        r["onestep_rounds"] = t["teacher"].rounds  # onestep_repeats, rounded up to a multiple of the two entries
         save()
 
     # Per-call ceiling at the largest batch: what the speedup would be if the teacher's sampler

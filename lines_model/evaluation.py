@@ -32,10 +32,6 @@ METRIC_KEYS = (
     "nfe", "fid", "fid_se", "kid", "kid_se", "precision", "precision_se", "recall", "recall_se",
     "mse", "mse_se", "psnr", "ms_per_image", "ms_per_image_iqr", "speedup",
 )
-# A fast generator's timing sample repeats its call until it spans this long (timing.time_interleaved):
-# a one-step student makes a timing batch in tens of milliseconds on a CPU, where a scheduler tick or a
-# cold cache after the teacher's turn is a sizeable part of a single call.
-SPEED_MIN_SAMPLE_S = 0.25
 DATA_SUFFIX = "_data"  # metrics against the real data set: fid_data, fid_data_se, ...
 # Differences with paired errors (metrics/differences.json), a - b, where both generators exist:
 # the students at one NFE, Lines' two steps against the one-step baseline and PD at 2 and 4 NFE,
@@ -183,19 +179,19 @@ def evaluate(
             metrics[name].update(m)
         for name, m in data_d.items():
             diffs[name].update(m)
-    for name, t in time_generators(specs, noise[: cfg.speed_batch], cfg.speed_rounds).items():
+    for name, t in time_generators(specs, noise[: cfg.speed_batch], cfg.speed_rounds, cfg.speed_min_sample_s).items():
         metrics[name].update(t)
     order = [*METRIC_KEYS, *(k for k in metrics["teacher"] if k not in METRIC_KEYS)]
     return {n: {k: m[k] for k in order} for n, m in metrics.items()}, images, diffs
 
 
 @torch.no_grad()
-def time_generators(specs: list[Generator], noise: torch.Tensor, rounds: int) -> dict[str, dict[str, float]]:
+def time_generators(specs: list[Generator], noise: torch.Tensor, rounds: int, min_sample_s: float) -> dict[str, dict[str, float]]:
     """ms_per_image, ms_per_image_iqr and speedup of every generator making images for `noise`,
-    all interleaved in at least `rounds` rounds (timing.time_interleaved). `speedup` is the
+    all interleaved in at least `rounds` rounds, each turn at least `min_sample_s` long (timing.time_interleaved). `speedup` is the
     teacher's time over the generator's, taken round by round: the figure that holds across runs."""
     timings = time_interleaved({g.name: (lambda g=g: g(noise)) for g in specs}, images_per_call=len(noise), rounds=rounds,
-                               min_sample_s=SPEED_MIN_SAMPLE_S, reference="teacher")
+                               min_sample_s=min_sample_s, reference="teacher")
     return {n: dict(ms_per_image=t.ms_per_image, ms_per_image_iqr=t.ms_per_image_iqr, speedup=t.speedup) for n, t in timings.items()}
 
 
