@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lines_model import evaluation, generators, pairs, runtime
+from lines_model import evaluation, generators, pairs, runtime, student_training
 from lines_model.config import Params, to_dict
 from lines_model.provenance import scratch_key
 from lines_model.imaging import to_unit
@@ -78,7 +78,9 @@ def replicate_key(params: Params, data: Path) -> str:
     settings = {"teacher": to_dict(params.teacher), "student": to_dict(params.student),
                 "lines": params.train_lines.identity(), "baseline": params.train_baseline.identity(),
                 "inputs": [f.read_text() if f.exists() else None for f in inputs]}
-    return scratch_key(settings, entry=__file__, sections=("teacher", "student", "train_lines", "train_baseline", "evaluate", "runtime"),
+    # The code that trains them (the training stages' modules), not the evaluation's: an edit to how
+    # students are scored re-scores the kept students and retrains none.
+    return scratch_key(settings, entry=student_training.__file__, sections=("teacher", "student", "train_lines", "train_baseline", "runtime"),
                        precision=runtime.mixed_precision(params.runtime))
 
 
