@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN := PATH=$(abspath $(BIN)):$$PATH
 
-.PHONY: install repro test smoke-cifar compare results bench clean-venv plots-page
+.PHONY: install repro test smoke-cifar bench-smoke compare results bench clean-venv plots-page
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ test: $(STAMP)
 # The CIFAR-10 profile as a real `dvc repro` at micro scale on the CPU (a few minutes).
 smoke-cifar: $(STAMP)
 	$(RUN) $(BIN)/python -m pytest -q -s -m smoke_cifar tests/test_smoke_cifar.py
+
+# Every benchmark section at toy sizes: its code paths, not its numbers (about half a minute).
+bench-smoke: $(STAMP)
+	$(RUN) $(BIN)/python -m pytest -q -m bench_smoke tests/test_bench_smoke.py
 
 # Seed replicates of Lines vs the baseline: the compare/dvc.yaml pipeline (first bringing the stages
 # it reads up to date), metrics/compare.json; `dvc status` says when it is stale. The table again:

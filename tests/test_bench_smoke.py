@@ -5,7 +5,8 @@ derive their ratios from the numbers they report.
 The whole `--quick` run (about a minute: it starts torch.distributed.run and four fresh children) is
 left to `python benchmarks/run.py --quick`; here the memory section runs at 600 pairs, the pairs
 section's calibration and the one-step section on the tiny random teacher, and the GPU section as a
-CPU dry run, so that the GPU code is exercised on machines without one.
+CPU dry run, so that the GPU code is exercised on machines without one. They take about half a
+minute, so `make test` leaves them out and `make bench-smoke` (and CI) runs them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ if str(ROOT) not in sys.path:  # `benchmarks` and `tools` import from the reposi
     sys.path.append(str(ROOT))  # that it does not change where lines_model is imported from
 
 from benchmarks import common, memory, run, sizes  # noqa: E402
+
+pytestmark = pytest.mark.bench_smoke
 
 
 def test_memory_section_tiny(tmp_path):
