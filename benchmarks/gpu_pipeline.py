@@ -1,26 +1,29 @@
 """The CIFAR-10 profile as a real `dvc repro` at reduced scale on one GPU, timed stage by stage,
 and the full run's cost estimated from it.
 
-    python -m benchmarks.gpu_pipeline --out DIR [--scale 0.005] [--budget-s 560]
+    python -m benchmarks.gpu_pipeline --out DIR [--scale 0.005] [--budget-s 560] [--parts P,P,...]
 
-What runs, in order, each part time-boxed so that the later parts still run:
-1. the CUDA tests (tests/test_cuda.py);
-2. profiles/cifar10.yaml as `dvc repro -s STAGE`, stage after stage, in a temporary git repository:
+What runs (`--parts`, in this order), each part time-boxed so that the later parts still run:
+1. `cuda_tests`: the CUDA tests (tests/test_cuda.py, with LINES_MODEL_TEST_CUDA=1);
+2. `pipeline`: profiles/cifar10.yaml as `dvc repro -s STAGE`, stage after stage, in a temporary git repository:
    a random-init teacher of the google/ddpm-cifar10-32 configuration, random Inception weights of
    torch-fidelity's layout, random uint8 images standing in for CIFAR-10 train. Only counts shrink
    (pairs, held-out images, PD iterations, evaluation images); batch sizes, architectures,
    samplers, step counts and precision are the profile's, so per-item costs are the real ones;
-3. the evaluation's metrics and standard errors at 50,000 vs 50,000 (synthetic 2,048-d
-   features), in a child process;
-4. the unit suite, in whatever time is left.
+3. `evaluate_50k`: the evaluation's metrics and standard errors at 50,000 vs 50,000 (synthetic
+   2,048-d features), in a child process;
+4. `probe`: benchmarks/gpu_probe.py, the hot loops alone under each math mode (fp32 as the profile
+   runs it, strict fp32, TF32, bf16, torch.compile) and where the teacher's GPU time goes;
+5. `unit`: the unit suite (`make test`'s, on the CPU: the suite hides CUDA), in whatever time is left.
 
 Each stage's wall time includes its process start (Python, torch, diffusers, CUDA context);
 that start is measured once on its own (`startup_s`) and taken off before scaling a stage to the
 full run. Peak GPU memory is polled from nvidia-smi (whole device) every 0.2 s during each stage;
 peak host memory is the largest RSS of the stage's process tree at those polls.
 
-Writes DIR/gpu_pipeline.json after every part, so a run cut short keeps what it measured. A CPU
-dry run with --tiny checks this code at toy sizes (the numbers mean nothing there).
+Writes DIR/gpu_pipeline.json after every part, so a run cut short keeps what it measured; runs of
+different parts are filed together with `--merge A.json B.json`. A CPU dry run with --tiny checks
+this code at toy sizes (the numbers mean nothing there).
 """
 
 from __future__ import annotations
@@ -108,7 +111,8 @@ def items(params: dict) -> dict[str, float]:
 # Seconds each part took on one H200 at the default scale (2026-11-30), with some slack: the time
 # boxes keep this much for the parts still to come.
 EXPECTED_S = {"teacher_pairs": 85, "subset_50k": 10, "train_lines": 35, "train_baseline": 30,
-              "distill_progressive": 70, "evaluate": 110, "evaluate_50k": 150}
+              "distill_progressive": 70, "evaluate": 110, "evaluate_50k": 150, "probe": 150}
+PARTS = ("cuda_tests", "pipeline", "evaluate_50k", "probe", "unit")
 
 UNITS = {"teacher_pairs": "pairs", "subset_50k": "pairs", "train_lines": "samples", "train_baseline": "samples",
          "distill_progressive": "samples", "evaluate": "images"}
@@ -202,10 +206,11 @@ def pytest_summary(path: Path) -> str:
     return lines[-1] if lines else ""
 
 
-def part_tests(out: Path, r: dict, args_pytest: list[str], key: str, timeout_s: float) -> None:
+def part_tests(out: Path, r: dict, args_pytest: list[str], key: str, timeout_s: float, env: dict | None = None) -> None:
     logf = out / f"{key}.log"
-    # Several pytest workers on one host: a few threads each, not every core each.
-    env = dict(os.environ, OMP_NUM_THREADS="2") if "-n" in args_pytest else None
+    env = dict(os.environ, **(env or {}))
+    if "-n" in args_pytest:  # several pytest workers on one host: a few threads each, not every core each
+        env["OMP_NUM_THREADS"] = "2"
     res = run_timed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args_pytest], ROOT, timeout_s, logf, env)
     r[key] = {"summary": pytest_summary(logf) if res["rc"] != 124 else f"cut at {timeout_s:.0f} s",
               "rc": res["rc"], "s": round(res["s"], 1), "command": "python -m pytest -q " + " ".join(args_pytest)}
@@ -253,7 +258,7 @@ def build_repo(repo: Path, params: dict) -> None:
         subprocess.run(cmd, cwd=repo, check=True, env=env, capture_output=True)
 
 
-def part_pipeline(out: Path, r: dict, scale: float, tiny: bool, budget_s: float, save) -> None:
+def part_pipeline(out: Path, r: dict, scale: float, tiny: bool, budget_s: float, save, later: tuple[str, ...] = ()) -> None:
     full = full_params()
     params = scaled_params(full, scale, tiny)
     work = Path(tempfile.mkdtemp(prefix="gpu-pipeline-"))
@@ -267,8 +272,8 @@ def part_pipeline(out: Path, r: dict, scale: float, tiny: bool, budget_s: float,
     n_items = items(params)
     logf = out / "pipeline.log"
     # Each stage may use what is left, minus what the parts after it are expected to need.
-    reserve = {stage: sum(EXPECTED_S[later] for later in (*STAGES, "evaluate_50k")[i + 1:])
-               for i, stage in enumerate(STAGES)}
+    after = (*STAGES, *(p for p in later if p in EXPECTED_S))
+    reserve = {stage: sum(EXPECTED_S[k] for k in after[i + 1:]) for i, stage in enumerate(STAGES)}
     for stage in STAGES:
         timeout = left(budget_s) - (0 if tiny else reserve[stage])
         log(f"dvc repro -s {stage} (time box {timeout:.0f} s)")
@@ -294,6 +299,22 @@ def part_pipeline(out: Path, r: dict, scale: float, tiny: bool, budget_s: float,
         c["evaluate_ms_per_image"] = {k: v.get("ms_per_image") for k, v in m.items()}
     c["full_items"] = items(full)
     c["full_params_evaluate"] = full["evaluate"]
+    c["training_steps_reduced"] = training_steps(params)
+    c["training_steps_full"] = training_steps(full)
+    save()
+
+
+def part_probe(out: Path, r: dict, tiny: bool, timeout_s: float, save) -> None:
+    """benchmarks/gpu_probe.py in a child process, its results under cifar_pipeline.probe."""
+    res_path = out / "probe.json"
+    log(f"probe: the hot loops under each math mode (time box {timeout_s:.0f} s)")
+    # The probe stops starting variants at its budget; the time box kills it 20 s later.
+    cmd = [sys.executable, "-m", "benchmarks.gpu_probe", "--out", str(res_path), "--budget-s", str(max(timeout_s - 20, 1))]
+    res = run_timed(cmd + (["--tiny"] if tiny else []), ROOT, timeout_s, out / "probe.log")
+    probe = json.loads(res_path.read_text()) if res_path.exists() else {}
+    probe.update(rc=res["rc"], wall_s=round(res["s"], 1), peak_gpu_gb_polled=round(res["peak_gpu_gb"], 2))
+    r["cifar_pipeline"]["probe"] = probe
+    log(f"probe: rc {res['rc']}, {res['s']:.0f} s")
     save()
 
 
@@ -382,6 +403,8 @@ def estimate(c: dict) -> None:
         rate = c["items_per_s_net"].get(stage)
         # A stage shorter than a process start (the subset) is costed at its measured time.
         est[stage] = c["startup_s"] + c["full_items"][stage] / rate if rate else s
+    c["full_run_estimate_s_by_stage_rate_scaled"] = {k: round(v) for k, v in est.items()}
+    est.update(steps_and_overhead(c))
     u = c.get("evaluate_50k", {})
     notes = {}
     if "evaluate" in est and "s" in u:
@@ -402,12 +425,78 @@ def estimate(c: dict) -> None:
     c["full_run_estimate_s_by_stage"] = {k: round(v) for k, v in est.items()}
     c["full_run_estimate_notes"] = notes
     c["full_run_estimate_h"] = round(sum(est.values()) / 3600, 2) if len(est) == len(STAGES) else None
+    c["hot_loops_full_run_s"] = hot_loops(c)
 
 
-def merge(result: Path, into: Path) -> None:
-    """Puts a run's figures under `gpu.cifar_pipeline` of the benchmark results (`into`), with the
-    estimate recomputed, keeping every other key."""
-    r = json.loads(result.read_text())
+def _steps_per_epoch(n: int, batch: int) -> int:
+    return n // batch if n >= batch else 1  # training.train drops the last partial batch when it can
+
+
+def training_steps(params: dict) -> dict[str, tuple[int, int, str]]:
+    """(optimizer steps, epochs or rounds, the probe's loop) of each training stage under `params`."""
+    import math
+
+    pd = params["pd"]
+    rounds = int(math.log2(pd["start_steps"] / pd.get("end_steps", 1)))
+    return {
+        "train_lines": (params["train_lines"]["epochs"] * _steps_per_epoch(params["subset"]["size"], params["train_lines"]["batch_size"]),
+                        params["train_lines"]["epochs"], "student_step"),
+        "train_baseline": (params["train_baseline"]["epochs"] * _steps_per_epoch(params["pairs"]["count"], params["train_baseline"]["batch_size"]),
+                           params["train_baseline"]["epochs"], "student_step"),
+        "distill_progressive": (rounds * pd["iters_per_round"], rounds, "pd_step"),
+    }
+
+
+def steps_and_overhead(c: dict) -> dict[str, float]:
+    """With the probe's seconds per step (fp32, as the profile trains): each training stage's reduced
+    run split into its steps and a per-epoch (per-round for PD) remainder (loader start, checkpoints,
+    EMA copies, logging), and the full run costed as steps x step time + epochs x that remainder.
+    At reduced scale an epoch is one or two steps, so scaling the stage's rate by samples would
+    count the per-epoch remainder hundreds of times over."""
+    probe = c.get("probe", {}).get("per_call", {})
+    reduced, full = c.get("training_steps_reduced"), c.get("training_steps_full")
+    if not probe or not reduced:
+        return {}
+    est, split = {}, {}
+    for stage, (steps, epochs, loop) in reduced.items():
+        step_ms = probe.get(loop, {}).get("fp32", {}).get("ms")
+        if c["stage_rc"].get(stage) != 0 or step_ms is None:
+            continue
+        net = c["stage_s"][stage] - c["startup_s"]
+        per_epoch = max(0.0, (net - steps * step_ms / 1e3) / epochs)
+        f_steps, f_epochs, _ = full[stage]
+        est[stage] = c["startup_s"] + f_steps * step_ms / 1e3 + f_epochs * per_epoch
+        split[stage] = {"step_ms": round(step_ms, 2), "steps_reduced": steps, "epochs_reduced": epochs,
+                        "per_epoch_s": round(per_epoch, 3), "steps_full": f_steps, "epochs_full": f_epochs}
+    c["training_split"] = split
+    return est
+
+
+def hot_loops(c: dict) -> dict[str, dict[str, float]]:
+    """The full run's seconds in its three hot loops alone, under each math mode the probe timed:
+    the pairs' teacher forwards, the students' steps, PD's steps. Lower bounds of those stages."""
+    probe = c.get("probe", {})
+    full = c.get("training_steps_full")
+    if not probe.get("items_per_s") or not full:
+        return {}
+    images = c["full_items"]["teacher_pairs"] * c["params_reduced"]["pairs"]["steps"]
+    out = {"teacher_pairs": {v: images / rate for v, rate in probe["items_per_s"].get("teacher_forward", {}).items()}}
+    for stage in ("train_lines", "train_baseline", "distill_progressive"):
+        steps, _, loop = full[stage]
+        out[stage] = {v: steps * t["ms"] / 1e3 for v, t in probe["per_call"].get(loop, {}).items()}
+    return {k: {v: round(x) for v, x in d.items()} for k, d in out.items()}
+
+
+def merge(results: list[Path], into: Path) -> None:
+    """Puts the figures of one or more runs (of different parts, later ones winning) under
+    `gpu.cifar_pipeline` of the benchmark results (`into`), with the estimate recomputed, keeping
+    every other key."""
+    r = {}
+    for path in results:
+        run = json.loads(path.read_text())
+        c = r.get("cifar_pipeline", {})
+        r.update(run)
+        r["cifar_pipeline"] = c | run.get("cifar_pipeline", {})
     c = r["cifar_pipeline"]
     c.setdefault("full_params_evaluate", full_params()["evaluate"])
     estimate(c)
@@ -426,8 +515,9 @@ def merge(result: Path, into: Path) -> None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, help="folder of the run's files")
-    ap.add_argument("--merge", type=Path, metavar="JSON",
-                    help="instead of running: put this run's gpu_pipeline.json into benchmarks/results.json")
+    ap.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
+                    help="instead of running: put these runs' gpu_pipeline.json into benchmarks/results.json")
+    ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)} (default: all)")
     ap.add_argument("--scale", type=float, default=0.005)
     ap.add_argument("--budget-s", type=float, default=560)
     ap.add_argument("--tiny", action="store_true", help="CPU dry run at toy sizes (nothing measured)")
@@ -438,6 +528,10 @@ def main(argv=None) -> None:
         return
     if a.out is None:
         ap.error("--out is required")
+    parts = tuple(a.parts.split(","))
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        ap.error(f"--parts: unknown {', '.join(unknown)} (choose from {', '.join(PARTS)})")
     a.out.mkdir(parents=True, exist_ok=True)
     import torch
 
@@ -452,16 +546,25 @@ def main(argv=None) -> None:
     save()
     flops_per_item(r)
     save()
-    if not a.skip_tests:
-        part_tests(a.out, r, ["tests/test_cuda.py"], "cuda_tests", 90)
+    c = r["cifar_pipeline"]
+    if "cuda_tests" in parts:
+        part_tests(a.out, r, ["tests/test_cuda.py"], "cuda_tests", 90, env={"LINES_MODEL_TEST_CUDA": "1"})
         save()
-    part_pipeline(a.out, r, a.scale, a.tiny, a.budget_s, save)
-    n = 500 if a.tiny else 50_000
-    part_uncertainty_50k(a.out, r, n, 64 if a.tiny else 2048, 8 if a.tiny else 200, left(a.budget_s), save)
-    estimate(r["cifar_pipeline"])
-    save()
-    if not a.skip_tests:
-        unit = ["-x", "--ignore=tests/test_cuda.py", "--ignore=tests/test_smoke_cifar.py"]
+    if "pipeline" in parts:
+        part_pipeline(a.out, r, a.scale, a.tiny, a.budget_s, save, later=parts[parts.index("pipeline") + 1:])
+    if "evaluate_50k" in parts:
+        n = 500 if a.tiny else 50_000
+        reserve = EXPECTED_S["probe"] if "probe" in parts and not a.tiny else 0
+        timeout = 60 if a.tiny else left(a.budget_s) - reserve
+        part_uncertainty_50k(a.out, r, n, 64 if a.tiny else 2048, 8 if a.tiny else 200, timeout, save)
+    if "probe" in parts:
+        part_probe(a.out, r, a.tiny, min(left(a.budget_s), 30 if a.tiny else 10_000), save)
+    if "stage_s" in c:
+        estimate(c)
+        save()
+    if "unit" in parts:
+        # `make test`'s suite (CUDA hidden by tests/conftest.py), on the host's cores.
+        unit = []
         try:
             import xdist  # noqa: F401
 
@@ -469,11 +572,10 @@ def main(argv=None) -> None:
         except ImportError:
             pass
         part_tests(a.out, r, unit, "make_test", max(left(a.budget_s), 10))
-        r["cifar_pipeline"]["make_test"] = r["make_test"]["summary"]
+        c["make_test"] = r["make_test"]["summary"]
         save()
-    log(json.dumps(r["cifar_pipeline"].get("full_run_estimate_s_by_stage")))
-    log(f"full run estimate: {r['cifar_pipeline'].get('full_run_estimate_h')} h")
-
+    log(json.dumps(c.get("full_run_estimate_s_by_stage")))
+    log(f"full run estimate: {c.get('full_run_estimate_h')} h")
 
 if __name__ == "__main__":
     main()

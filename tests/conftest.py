@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
-import pytest
-import torch
+# The suite is a CPU suite: its golden values, bit-identical resumes and end-to-end `dvc repro` runs
+# are the CPU's. On a machine with a GPU, CUDA is hidden from it and from the processes it starts
+# (before torch can initialise CUDA); tests/test_cuda.py runs apart, with LINES_MODEL_TEST_CUDA=1
+# (`make test` does so where nvidia-smi is found).
+if os.environ.get("LINES_MODEL_TEST_CUDA") != "1":
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+# The `dvc` and `python` that the end-to-end tests start are this interpreter's, whether or not its
+# environment is activated.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -180,3 +180,68 @@ def test_cpu_runs_keep_the_last_gpu_figures(tmp_path):
     assert run.previous_gpu(out) is None
     out.write_text("{not json")
     assert run.previous_gpu(out) is None
+
+
+def test_gpu_probe_dry_run_on_cpu(tmp_path):
+    from benchmarks import gpu_probe
+
+    out = tmp_path / "probe.json"
+    gpu_probe.main(["--out", str(out), "--tiny", "--budget-s", "120"])
+    r = json.loads(out.read_text())
+    assert r["batch"] == {"teacher_forward": 2, "student_step": 2, "pd_step": 2}
+    assert set(r["per_call"]["teacher_forward"]) == {"fp32", "fp32_strict", "tf32", "bf16"}
+    assert set(r["per_call"]["student_step"]) == {"fp32", "fp32_no_ema", "bf16"}
+    assert set(r["per_call"]["pd_step"]) == {"fp32", "bf16"}
+    for loop, variants in r["per_call"].items():
+        for v, t in variants.items():
+            assert t["ms_min"] <= t["ms"] <= t["ms_max"]
+            # The rates are the batch over the median call.
+            assert r["items_per_s"][loop][v] == pytest.approx(r["batch"][loop] / (t["ms"] / 1e3))
+    split = r["kernels"]["teacher_forward/fp32"]
+    assert split["total_ms"] == pytest.approx(sum(split["ms"].values()))
+    assert split["share"]["conv_and_matmul"] > 0.3  # the UNet's convolutions, found by name
+    assert "compile (not in the CPU dry run)" in r["skipped"]
+
+
+def test_gpu_probe_restores_the_math_flags():
+    from benchmarks.gpu_probe import math_mode
+
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    with math_mode("fp32_strict"):
+        assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (False, False)
+    with math_mode("tf32"):
+        assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (True, True)
+    with math_mode("fp32"):  # the profile's: PyTorch's defaults, untouched
+        assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
+
+
+def test_gpu_pipeline_splits_training_into_steps_and_per_epoch_cost():
+    """A stage that took start + steps x step + epochs x overhead is costed at full scale with the
+    same step time and per-epoch overhead, not by its samples per second."""
+    from benchmarks import gpu_pipeline as gp
+
+    full = gp.full_params()
+    reduced = gp.scaled_params(full, 0.01, tiny=False)
+    steps = {"reduced": gp.training_steps(reduced), "full": gp.training_steps(full)}
+    # The profile's 50 epochs of 50,000 pairs at batch 256 (the last partial batch dropped), and of
+    # 250,000; PD 5 rounds of 20,000 steps. At 1/100 the subset is 500 pairs: 1 step an epoch.
+    assert steps["full"]["train_lines"][:2] == (50 * 195, 50)
+    assert steps["full"]["train_baseline"][:2] == (50 * 976, 50)
+    assert steps["full"]["distill_progressive"][:2] == (5 * 20000, 5)
+    assert steps["reduced"]["train_lines"][:2] == (50 * 1, 50)
+    start, step_s, per_epoch = 15.0, 0.040, 0.8
+    c = {"startup_s": start, "stage_rc": {}, "stage_s": {},
+         "probe": {"per_call": {"student_step": {"fp32": {"ms": 1e3 * step_s}}, "pd_step": {"fp32": {"ms": 1e3 * 2 * step_s}}}},
+         "training_steps_reduced": steps["reduced"], "training_steps_full": steps["full"]}
+    for stage, (n, epochs, loop) in steps["reduced"].items():
+        s = step_s * (2 if loop == "pd_step" else 1)
+        c["stage_rc"][stage] = 0
+        c["stage_s"][stage] = start + n * s + epochs * per_epoch
+    est = gp.steps_and_overhead(c)
+    for stage, (n, epochs, loop) in steps["full"].items():
+        s = step_s * (2 if loop == "pd_step" else 1)
+        assert est[stage] == pytest.approx(start + n * s + epochs * per_epoch)
+        assert c["training_split"][stage]["per_epoch_s"] == pytest.approx(per_epoch, abs=1e-3)
+    c["stage_rc"]["train_lines"] = 124  # a stage cut by its time box is not costed
+    assert "train_lines" not in gp.steps_and_overhead(c)

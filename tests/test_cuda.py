@@ -1,7 +1,9 @@
 """Device placement: every tensor a stage creates meets its network on the same device.
 
-These run only where CUDA is present (skipped, never faked, on a CPU machine): the networks go
-to the GPU as the stages put them there, and inputs come from the CPU as the stages make them.
+These run only where CUDA is present and LINES_MODEL_TEST_CUDA=1 (skipped, never faked, elsewhere;
+tests/conftest.py hides CUDA from the rest of the suite): the networks go to the GPU as the stages
+put them there, and inputs come from the CPU as the stages make them. `make test` runs them apart
+where nvidia-smi is found: LINES_MODEL_TEST_CUDA=1 python -m pytest tests/test_cuda.py.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch
 
 from conftest import shipped_params
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA, and LINES_MODEL_TEST_CUDA=1 (the rest of the suite hides it)")
 CUDA = torch.device("cuda")
 
 
