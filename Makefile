@@ -45,7 +45,7 @@ test: $(STAMP)
 smoke-cifar: $(STAMP)
 	$(RUN) $(BIN)/python -m pytest -q -s -m smoke_cifar tests/test_smoke_cifar.py
 
-# Every benchmark section at toy sizes: its code paths, not its numbers (about half a minute).
+# Every benchmark section and the GPU probe at toy sizes: their code paths, not their numbers (under a minute).
 bench-smoke: $(STAMP)
 	$(RUN) $(BIN)/python -m pytest -q -m bench_smoke tests/test_bench_smoke.py
 

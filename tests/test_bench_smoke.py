@@ -4,9 +4,10 @@ derive their ratios from the numbers they report.
 
 The whole `--quick` run (about a minute: it starts torch.distributed.run and four fresh children) is
 left to `python benchmarks/run.py --quick`; here the memory section runs at 600 pairs, the pairs
-section's calibration and the one-step section on the tiny random teacher, and the GPU section as a
-CPU dry run, so that the GPU code is exercised on machines without one. They take about half a
-minute, so `make test` leaves them out and `make bench-smoke` (and CI) runs them.
+section's calibration and the one-step section on the tiny random teacher, and the GPU section and
+the GPU probe (benchmarks/gpu_probe.py) as CPU dry runs, so that the GPU code is exercised on
+machines without one; the GPU pipeline's full-run estimate is checked on constructed timings. They
+take under a minute, so `make test` leaves them out and `make bench-smoke` (and CI) runs them.
 """
 
 from __future__ import annotations
