@@ -563,15 +563,8 @@ def main(argv=None) -> None:
         estimate(c)
         save()
     if "unit" in parts:
-        # `make test`'s suite (CUDA hidden by tests/conftest.py), on the host's cores.
-        unit = []
-        try:
-            import xdist  # noqa: F401
-
-            unit += ["-n", "8"]
-        except ImportError:
-            pass
-        part_tests(a.out, r, unit, "make_test", max(left(a.budget_s), 10))
+        # `make test`'s suite and command (CUDA hidden by tests/conftest.py), a worker per core.
+        part_tests(a.out, r, ["-n", "auto"], "make_test", max(left(a.budget_s), 10))
         c["make_test"] = r["make_test"]["summary"]
         save()
     log(json.dumps(c.get("full_run_estimate_s_by_stage")))
