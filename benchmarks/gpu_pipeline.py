@@ -499,7 +499,8 @@ def merge(results: list[Path], into: Path) -> None:
         r["cifar_pipeline"] = c | run.get("cifar_pipeline", {})
     c = r["cifar_pipeline"]
     c.setdefault("full_params_evaluate", full_params()["evaluate"])
-    estimate(c)
+    if "stage_s" in c:  # a run of the pipeline part is among them
+        estimate(c)
     c.update({"device": r["device"], "date": r["date"], "torch": r["torch"],
               "cuda_tests": r.get("cuda_tests", {}).get("summary"), "make_test": r.get("make_test", {}).get("summary")})
     from lines_model import atomic

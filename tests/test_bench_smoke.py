@@ -217,14 +217,61 @@ def test_gpu_probe_restores_the_math_flags():
     assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
 
 
+def _constructed_pipeline_run(gp, start=15.0, step_s=0.040, per_epoch=0.8):
+    """A pipeline part's figures as if each training stage took start + steps x step + epochs x
+    per-epoch remainder (PD's steps twice as long), the other stages 100 s."""
+    full = gp.full_params()
+    reduced = gp.scaled_params(full, 0.01, tiny=False)
+    steps = {"reduced": gp.training_steps(reduced), "full": gp.training_steps(full)}
+    c = {"startup_s": start, "stage_rc": {s: 0 for s in gp.STAGES}, "stage_s": {s: 100.0 for s in gp.STAGES},
+         "training_steps_reduced": steps["reduced"], "training_steps_full": steps["full"],
+         "items_per_s_net": {s: n / (100.0 - start) for s, n in gp.items(reduced).items()},
+         "full_items": gp.items(full), "params_reduced": {k: reduced[k] for k in ("pairs", "subset", "pd", "evaluate")},
+         "forward_gflop_per_image": {"teacher": 12.0, "student": 2.0}, "full_params_evaluate": full["evaluate"]}
+    for stage, (n, epochs, loop) in steps["reduced"].items():
+        c["stage_s"][stage] = start + n * step_s * (2 if loop == "pd_step" else 1) + epochs * per_epoch
+        c["items_per_s_net"][stage] = 1.0
+    probe = {"per_call": {"student_step": {"fp32": {"ms": 1e3 * step_s}}, "pd_step": {"fp32": {"ms": 2e3 * step_s}},
+                          "teacher_forward": {"fp32": {"ms": 100.0}}},
+             "items_per_s": {"teacher_forward": {"fp32": 5000.0}}}
+    return c, probe, steps
+
+
+def test_gpu_pipeline_merges_runs_of_different_parts(tmp_path):
+    from benchmarks import gpu_pipeline as gp
+
+    c, probe, steps = _constructed_pipeline_run(gp)
+    a = {"device": "NVIDIA H200", "date": "2026-12-01T10:00:00+00:00", "torch": "2.11", "cuda_tests": {"summary": "4 passed"},
+         "cifar_pipeline": c}
+    b = {"device": "NVIDIA H200", "date": "2026-12-01T10:12:00+00:00", "torch": "2.11", "make_test": {"summary": "305 passed"},
+         "cifar_pipeline": {"forward_gflop_per_image": c["forward_gflop_per_image"], "probe": probe}}
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    into = tmp_path / "results.json"
+    into.write_text(json.dumps({"pairs_per_s": 1.0, "gpu": {"earlier": 1}}))
+    gp.merge([tmp_path / "a.json", tmp_path / "b.json"], into)
+    res = json.loads(into.read_text())
+    assert res["pairs_per_s"] == 1.0 and res["gpu"]["earlier"] == 1  # every other key kept
+    m = res["gpu"]["cifar_pipeline"]
+    assert (m["cuda_tests"], m["make_test"], m["date"]) == ("4 passed", "305 passed", b["date"])
+    assert m["probe"] == probe and m["stage_s"] == c["stage_s"]
+    # The training stages are costed from the probe's step time, the others by their rates.
+    n, epochs, _ = steps["full"]["train_baseline"]
+    assert m["full_run_estimate_s_by_stage"]["train_baseline"] == round(15.0 + n * 0.040 + epochs * 0.8)
+    rate = c["items_per_s_net"]["teacher_pairs"]
+    assert m["full_run_estimate_s_by_stage"]["teacher_pairs"] == round(15.0 + c["full_items"]["teacher_pairs"] / rate)
+    # The pairs' hot loop: 260,000 pairs x 200 steps of teacher forwards at the probe's 5,000 images/s.
+    assert m["hot_loops_full_run_s"]["teacher_pairs"]["fp32"] == round(260_000 * 200 / 5000.0)
+    assert m["full_run_estimate_h"] == pytest.approx(sum(m["full_run_estimate_s_by_stage"].values()) / 3600, abs=0.01)
+
+
 def test_gpu_pipeline_splits_training_into_steps_and_per_epoch_cost():
     """A stage that took start + steps x step + epochs x overhead is costed at full scale with the
     same step time and per-epoch overhead, not by its samples per second."""
     from benchmarks import gpu_pipeline as gp
 
-    full = gp.full_params()
-    reduced = gp.scaled_params(full, 0.01, tiny=False)
-    steps = {"reduced": gp.training_steps(reduced), "full": gp.training_steps(full)}
+    c, probe, steps = _constructed_pipeline_run(gp, start=15.0, step_s=0.040, per_epoch=0.8)
+    c["probe"] = probe
     # The profile's 50 epochs of 50,000 pairs at batch 256 (the last partial batch dropped), and of
     # 250,000; PD 5 rounds of 20,000 steps. At 1/100 the subset is 500 pairs: 1 step an epoch.
     assert steps["full"]["train_lines"][:2] == (50 * 195, 50)
@@ -232,13 +279,6 @@ def test_gpu_pipeline_splits_training_into_steps_and_per_epoch_cost():
     assert steps["full"]["distill_progressive"][:2] == (5 * 20000, 5)
     assert steps["reduced"]["train_lines"][:2] == (50 * 1, 50)
     start, step_s, per_epoch = 15.0, 0.040, 0.8
-    c = {"startup_s": start, "stage_rc": {}, "stage_s": {},
-         "probe": {"per_call": {"student_step": {"fp32": {"ms": 1e3 * step_s}}, "pd_step": {"fp32": {"ms": 1e3 * 2 * step_s}}}},
-         "training_steps_reduced": steps["reduced"], "training_steps_full": steps["full"]}
-    for stage, (n, epochs, loop) in steps["reduced"].items():
-        s = step_s * (2 if loop == "pd_step" else 1)
-        c["stage_rc"][stage] = 0
-        c["stage_s"][stage] = start + n * s + epochs * per_epoch
     est = gp.steps_and_overhead(c)
     for stage, (n, epochs, loop) in steps["full"].items():
         s = step_s * (2 if loop == "pd_step" else 1)
