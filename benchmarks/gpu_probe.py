@@ -20,8 +20,11 @@ torch.compile. For `teacher_forward` in `fp32` and `bf16`, torch.profiler splits
 kernel time into convolutions and matrix products, attention, normalisation and the rest
 (element-wise, copies), the first being what tensor cores speed up.
 
-Variants run in a fixed order, cheapest and most telling first, and stop when `--budget-s` is
-spent; the JSON is rewritten after each. `--tiny` is a CPU dry run at batch 2 (nothing measured).
+The variants of one loop are timed together by `lines_model.timing.time_interleaved` (the
+evaluation's timing: balanced rounds, median and interquartile range), each variant setting its own
+math mode, so `speedup` (fp32's time over the variant's, round by round) holds within the run.
+Loops run cheapest and most telling first, and stop when `--budget-s` is spent; the JSON is
+rewritten after each. `--tiny` is a CPU dry run at batch 2 (nothing measured).
 """
 
 from __future__ import annotations
@@ -58,22 +61,6 @@ def math_mode(mode: str):
 
 def autocast(device: torch.device, bf16: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-
-
-def time_calls(fn, *, warmup: int, calls: int, min_s: float) -> dict:
-    """Median and spread of `fn`'s seconds per call over `calls` calls (at least `min_s` in all)."""
-    for _ in range(warmup):
-        fn()
-    _sync()
-    times = []
-    t_start = time.perf_counter()
-    while len(times) < calls or time.perf_counter() - t_start < min_s:
-        t0 = time.perf_counter()
-        fn()
-        _sync()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return {"ms": 1e3 * times[len(times) // 2], "ms_min": 1e3 * times[0], "ms_max": 1e3 * times[-1], "calls": len(times)}
 
 
 # Kernel names by what runs them: tensor-core (or fp32 FMA) convolutions and products; attention's
@@ -134,8 +121,8 @@ class Probe:
     def save(self) -> None:
         self.out.write_text(json.dumps(self.r, indent=1))
 
-    def _timing_kw(self) -> dict:
-        return dict(warmup=1, calls=1, min_s=0.0) if self.tiny else dict(warmup=3, calls=10, min_s=1.0)
+    def _rounds(self) -> dict:
+        return dict(rounds=1, warmup=1) if self.tiny else dict(rounds=8, warmup=3, min_sample_s=0.2)
 
     def teacher(self):
         from diffusers import UNet2DModel
@@ -153,17 +140,26 @@ class Probe:
         s = init_student(self.params.student, (3, 32, 32), teacher=None).to(self.device).train()
         return s.to(memory_format=torch.channels_last) if self.device.type == "cuda" else s
 
-    def record(self, loop: str, variant: str, gflop_per_item: float, fn) -> None:
+    def record(self, loop: str, gflop_per_item: float, fns: dict, store_reference: bool = True) -> None:
+        """Times `fns` (variant -> one call of `loop`) together, fp32 the reference (whose own
+        figures are kept only with `store_reference`: a loop's fp32 is recorded once)."""
         if self.left() <= 0:
-            self.r["skipped"].append(f"{loop}/{variant}")
+            self.r["skipped"] += [f"{loop}/{v}" for v in fns]
             return
-        t = time_calls(fn, **self._timing_kw())
+        from lines_model.timing import time_interleaved
+
         n = self.batch[loop]
-        self.r["per_call"].setdefault(loop, {})[variant] = t
-        self.r["items_per_s"].setdefault(loop, {})[variant] = n / (t["ms"] / 1e3)
-        self.r["tflops"].setdefault(loop, {})[variant] = n * gflop_per_item / t["ms"]  # GFLOP / ms = TFLOP/s
-        print(f"[{time.perf_counter() - T0:6.1f}s] {loop} {variant}: {t['ms']:.2f} ms per call of {n}, "
-              f"{self.r['tflops'][loop][variant]:.1f} TFLOP/s", flush=True)
+        timings = time_interleaved(fns, images_per_call=n, reference="fp32", **self._rounds())
+        for v, t in timings.items():
+            if v == "fp32" and not store_reference:
+                continue
+            ms = t.ms_per_image * n
+            self.r["per_call"].setdefault(loop, {})[v] = {"ms": ms, "ms_iqr": t.ms_per_image_iqr * n, "rounds": t.rounds,
+                                                          "speedup_over_fp32": t.speedup}
+            self.r["items_per_s"].setdefault(loop, {})[v] = n / (ms / 1e3)
+            self.r["tflops"].setdefault(loop, {})[v] = n * gflop_per_item / ms  # GFLOP / ms = TFLOP/s
+            print(f"[{time.perf_counter() - T0:6.1f}s] {loop} {v}: {ms:.2f} ms per call of {n}, "
+                  f"{self.r['tflops'][loop][v]:.1f} TFLOP/s, {t.speedup:.2f}x fp32's speed", flush=True)
         self.save()
 
     def run(self) -> None:
@@ -182,20 +178,19 @@ class Probe:
         g_student = fc.get_total_flops() / 1e9
         self.r["forward_gflop_per_image"] = {"teacher": g_teacher, "student": g_student}
 
-        def forward(net, bf16):
+        def forward(net, mode="fp32", bf16=False):
             def f():
-                with torch.no_grad(), autocast(dev, bf16):
+                with torch.no_grad(), math_mode(mode), autocast(dev, bf16):
                     net(x, t)
             return f
 
         # 1. The teacher's forward: the pairs' and PD's targets, the evaluation's teacher rows.
-        for mode in ("fp32", "fp32_strict", "tf32"):
-            with math_mode(mode):
-                self.record("teacher_forward", mode, g_teacher, forward(teacher, False))
-        self.record("teacher_forward", "bf16", g_teacher, forward(teacher, True))
+        self.record("teacher_forward", g_teacher, {
+            "fp32": forward(teacher), "fp32_strict": forward(teacher, "fp32_strict"),
+            "tf32": forward(teacher, "tf32"), "bf16": forward(teacher, bf16=True)})
         for mode, bf16 in (("fp32", False), ("bf16", True)):
             if self.left() > 0:
-                self.r["kernels"][f"teacher_forward/{mode}"] = kernel_split(forward(teacher, bf16), dev)
+                self.r["kernels"][f"teacher_forward/{mode}"] = kernel_split(forward(teacher, bf16=bf16), dev)
                 self.save()
 
         # 2. The students' training step, as training.train takes it.
@@ -207,16 +202,18 @@ class Probe:
         if self.tiny:
             self.r["skipped"].append("compile (not in the CPU dry run)")
         else:
+            compiled = {}
             for mode, bf16 in (("bf16+compile", True), ("fp32+compile", False)):
                 if self.left() < 90:  # a compile of the 35.7M UNet does not fit in less
                     self.r["skipped"].append(f"teacher_forward/{mode}")
                     continue
-                compiled = torch.compile(teacher)
+                compiled[mode] = forward(torch.compile(teacher), bf16=bf16)
                 t0 = time.perf_counter()
-                forward(compiled, bf16)()
+                compiled[mode]()  # the first call compiles
                 _sync()
                 self.r.setdefault("compile_s", {})[f"teacher_forward/{mode}"] = time.perf_counter() - t0
-                self.record("teacher_forward", mode, g_teacher, forward(compiled, bf16))
+            if compiled:
+                self.record("teacher_forward", g_teacher, {"fp32": forward(teacher), **compiled}, store_reference=False)
         self.save()
 
     def record_train_steps(self, student, g_student: float) -> None:
@@ -246,9 +243,8 @@ class Probe:
             return f
 
         # A training step is a forward and a backward: about 3 forwards' FLOPs.
-        self.record("student_step", "fp32", 3 * g_student, step(False))
-        self.record("student_step", "fp32_no_ema", 3 * g_student, step(False, with_ema=False))
-        self.record("student_step", "bf16", 3 * g_student, step(True))
+        self.record("student_step", 3 * g_student,
+                    {"fp32": step(False), "fp32_no_ema": step(False, with_ema=False), "bf16": step(True)})
 
     def record_pd_steps(self, teacher, g_teacher: float) -> None:
         import copy
@@ -274,8 +270,7 @@ class Probe:
             return f
 
         # Two teacher forwards for the target, the student's forward and backward: about 5 forwards.
-        self.record("pd_step", "fp32", 5 * g_teacher, step(False))
-        self.record("pd_step", "bf16", 5 * g_teacher, step(True))
+        self.record("pd_step", 5 * g_teacher, {"fp32": step(False), "bf16": step(True)})
         del net, opt
 
 
