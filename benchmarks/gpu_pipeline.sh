@@ -10,7 +10,9 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 # The machine's transformers (imported by diffusers through peft) pins huggingface_hub below 2:
 # keep the machine's own huggingface_hub rather than the carried one.
 rm -rf /tmp/site/huggingface_hub /tmp/site/huggingface_hub-*
-export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1
+# The repository root stands in for the editable install of the project's venv: the suite's
+# subprocesses run stage scripts by path, from other folders.
+export PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1
 if ! command -v python >/dev/null; then
   mkdir -p /tmp/bin && ln -sf "$(command -v python3)" /tmp/bin/python && export PATH=/tmp/bin:$PATH
 fi
