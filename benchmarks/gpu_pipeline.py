@@ -350,23 +350,14 @@ open({str(res_path)!r}, 'w').write(json.dumps(out))
 def flops_per_item(r: dict) -> None:
     """Forward FLOPs per image of the teacher and the student (torch's FLOP counter, batch 1)."""
     import torch
-    from diffusers import UNet2DModel
-    from torch.utils.flop_counter import FlopCounterMode
 
+    from benchmarks.gpu_probe import cifar_student, cifar_teacher, forward_gflop
     from lines_model.config import parse_params
-    from lines_model.students import init_student
-    from tools.random_teacher import CIFAR10_UNET_CONFIG
 
-    def count(model, *inputs):
-        with torch.no_grad(), FlopCounterMode(display=False) as fc:
-            model(*inputs)
-        return fc.get_total_flops()
-
-    x, t = torch.randn(1, 3, 32, 32), torch.tensor([500])
-    teacher = UNet2DModel(**CIFAR10_UNET_CONFIG).eval()
-    student = init_student(parse_params(full_params()).student, (3, 32, 32), teacher=None).eval()
+    cpu = torch.device("cpu")
     r["cifar_pipeline"]["forward_gflop_per_image"] = {
-        "teacher": count(teacher, x, t) / 1e9, "student": count(student, x, t) / 1e9}
+        "teacher": forward_gflop(cifar_teacher(cpu), cpu),
+        "student": forward_gflop(cifar_student(parse_params(full_params()).student, cpu), cpu)}
 
 
 # --------------------------------------------------------------------------------------------

@@ -60,7 +60,38 @@ def math_mode(mode: str):
 
 
 def autocast(device: torch.device, bf16: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    from lines_model import runtime
+
+    return runtime.autocast_at(device, "bf16" if bf16 else "fp32")()
+
+
+def cifar_teacher(device: torch.device):
+    """A random-init google/ddpm-cifar10-32 UNet, placed as the stages place it for inference."""
+    from diffusers import UNet2DModel
+
+    from tools.random_teacher import CIFAR10_UNET_CONFIG
+
+    torch.manual_seed(0)
+    net = UNet2DModel(**CIFAR10_UNET_CONFIG).to(device).eval().requires_grad_(False)
+    return net.to(memory_format=torch.channels_last) if device.type == "cuda" else net
+
+
+def cifar_student(cfg, device: torch.device):
+    """The CIFAR-10 profile's random-init student (`cfg`: its StudentCfg), in training mode."""
+    from lines_model.students import init_student
+
+    torch.manual_seed(0)
+    s = init_student(cfg, (3, 32, 32), teacher=None).to(device).train()
+    return s.to(memory_format=torch.channels_last) if device.type == "cuda" else s
+
+
+def forward_gflop(net, device: torch.device) -> float:
+    """GFLOP of one forward per image (torch's FLOP counter, batch 1)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        net(torch.randn(1, 3, 32, 32, device=device), torch.tensor([500], device=device))
+    return fc.get_total_flops() / 1e9
 
 
 # Kernel names by what runs them: tensor-core (or fp32 FMA) convolutions and products; attention's
@@ -124,22 +155,6 @@ class Probe:
     def _rounds(self) -> dict:
         return dict(rounds=1, warmup=1) if self.tiny else dict(rounds=8, warmup=3, min_sample_s=0.2)
 
-    def teacher(self):
-        from diffusers import UNet2DModel
-
-        from tools.random_teacher import CIFAR10_UNET_CONFIG
-
-        torch.manual_seed(0)
-        net = UNet2DModel(**CIFAR10_UNET_CONFIG).to(self.device).eval().requires_grad_(False)
-        return net.to(memory_format=torch.channels_last) if self.device.type == "cuda" else net
-
-    def student(self):
-        from lines_model.students import init_student
-
-        torch.manual_seed(0)
-        s = init_student(self.params.student, (3, 32, 32), teacher=None).to(self.device).train()
-        return s.to(memory_format=torch.channels_last) if self.device.type == "cuda" else s
-
     def record(self, loop: str, gflop_per_item: float, fns: dict, store_reference: bool = True) -> None:
         """Times `fns` (variant -> one call of `loop`) together, fp32 the reference (whose own
         figures are kept only with `store_reference`: a loop's fp32 is recorded once)."""
@@ -163,19 +178,11 @@ class Probe:
         self.save()
 
     def run(self) -> None:
-        from torch.utils.flop_counter import FlopCounterMode
-
         dev = self.device
-        teacher = self.teacher()
+        teacher, student = cifar_teacher(dev), cifar_student(self.params.student, dev)
+        g_teacher, g_student = forward_gflop(teacher, dev), forward_gflop(student, dev)
         x = torch.randn(self.batch["teacher_forward"], 3, 32, 32, device=dev)
         t = torch.full((x.shape[0],), 500, device=dev)
-        with torch.no_grad(), FlopCounterMode(display=False) as fc:
-            teacher(x[:1], t[:1])
-        g_teacher = fc.get_total_flops() / 1e9
-        student = self.student()
-        with torch.no_grad(), FlopCounterMode(display=False) as fc:
-            student(x[:1], torch.zeros(1, device=dev))
-        g_student = fc.get_total_flops() / 1e9
         self.r["forward_gflop_per_image"] = {"teacher": g_teacher, "student": g_student}
 
         def forward(net, mode="fp32", bf16=False):
