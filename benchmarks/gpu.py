@@ -33,14 +33,14 @@ def bench_gpu(S: dict, r: dict | None = None, save=lambda: None, device: str = "
     what it measured. `device` is "cuda" except in a CPU dry run of this code with tiny sizes
     (tests), where the numbers mean nothing."""
     import torch
-    from diffusers import DDPMScheduler, UNet2DModel
+    from diffusers import UNet2DModel
 
-    from lines_model import runtime
+    from lines_model import noise_schedule, runtime
     from lines_model.samplers import ddim, dpmsolver_pp, lines_sample
     from lines_model.students import count_parameters, init_student
     from lines_model.teachers import Teacher
     from lines_model.timing import time_interleaved
-    from tools.random_teacher import CIFAR10_SCHEDULER_CONFIG, CIFAR10_UNET_CONFIG
+    from tools.random_teacher import HUB_SCHEDULER_CONFIG, CIFAR10_UNET_CONFIG
 
     r = {} if r is None else r
     dev = torch.device(device)
@@ -49,7 +49,7 @@ def bench_gpu(S: dict, r: dict | None = None, save=lambda: None, device: str = "
     bf16 = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
     torch.manual_seed(0)
     unet = UNet2DModel(**CIFAR10_UNET_CONFIG).to(dev).eval().requires_grad_(False)
-    cfg = dict(DDPMScheduler(**CIFAR10_SCHEDULER_CONFIG).config)
+    cfg = noise_schedule.resolve(HUB_SCHEDULER_CONFIG)
     params = _cifar_params()
     # The teacher as the library sees it: what student.init "teacher" copies (init "random" ignores it).
     random_teacher = Teacher(unet=unet, scheduler_config=cfg, source="random-init", folder=Path("random-init"), sha256="0" * 64)

@@ -257,12 +257,12 @@ class Probe:
         import copy
 
         from lines_model.progressive import ProgressiveLoss
-        from tools.random_teacher import CIFAR10_SCHEDULER_CONFIG
+        from tools.random_teacher import HUB_SCHEDULER_CONFIG
 
         dev, n = self.device, self.batch["pd_step"]
         net = copy.deepcopy(teacher).train().requires_grad_(True)
         clean = torch.randn(n, 3, 32, 32, device=dev)
-        loss_fn = ProgressiveLoss(teacher, "epsilon", "epsilon", CIFAR10_SCHEDULER_CONFIG, 16, "mse")
+        loss_fn = ProgressiveLoss(teacher, "epsilon", "epsilon", HUB_SCHEDULER_CONFIG, 16, "mse")
         opt = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=dev.type == "cuda")
         g = torch.Generator().manual_seed(0)
 

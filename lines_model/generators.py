@@ -20,7 +20,7 @@ from lines_model import progressive, runtime, samplers
 from lines_model.config.runtime import RuntimeCfg
 from lines_model.errors import InputError
 from lines_model.imaging import to_unit
-from lines_model.students import load_pd_student, load_student, load_unet, load_scheduler_config, read_sidecar
+from lines_model.students import load_pd_student, load_student, read_sidecar
 
 
 @dataclass
@@ -61,7 +61,7 @@ def load(folder: str | Path, *, steps: int | None = None, device="cpu", runtime_
             raise InputError(f"{folder / 'lines_model.json'}: steps {own!r} is not a progressive-distillation student's")
         if steps not in (None, own):
             raise InputError(f"--steps: {folder} is a progressive-distillation student that samples in exactly {own} steps, not {steps}")
-        net, cfg = load_unet(folder, device), load_scheduler_config(folder)
+        net, cfg = load_pd_student(folder, device)
         shape = _shape(net.config)
         net = runtime.prepare_inference(net, device, runtime_cfg) if runtime_cfg else net
         return Generator(name or f"pd_{own}step", own, lambda n: progressive.sample(net, cfg, n, own), shape, net)

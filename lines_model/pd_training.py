@@ -71,6 +71,7 @@ def distill(params: Params, teacher, *, pairs_dir: str | Path, out_dir: str | Pa
             )
             student = result.ema_model
             sidecar = {"kind": "progressive", "steps": n, "teacher_steps": 2 * n, "final_loss": result.final_loss,
+                       "prediction_type": prediction,
                        "config": dataclasses.asdict(pd), "teacher": teacher.source}
             save_student(student, folder, sidecar, student_sched_cfg)
             shutil.rmtree(f"{folder}.ckpt", ignore_errors=True)

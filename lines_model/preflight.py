@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from diffusers import DDPMScheduler
 
+from lines_model import noise_schedule
 from lines_model.config import Params
 from lines_model.errors import ConfigError
 from lines_model.files import read_json
@@ -29,7 +29,7 @@ def check(params: Params) -> None:
         if steps > T:
             raise ConfigError(f"{key}: {steps} steps exceed the teacher's {T} training timesteps")
     if p.sampler == "dpmsolver++":
-        lam = log_snr(DDPMScheduler.from_config(sched_cfg).alphas_cumprod)
+        lam = log_snr(noise_schedule.ddpm(sched_cfg).alphas_cumprod)
         if p.lambda_min is not None and not lam[-1] < p.lambda_min < lam[0]:
             raise ConfigError(
                 f"pairs.lambda_min: {p.lambda_min} lies outside the teacher's log-SNR range ({lam[-1]:.2f}, {lam[0]:.2f})"

@@ -15,9 +15,7 @@ sigma_t = sqrt(1 - alpha_bar).
 from __future__ import annotations
 
 import torch
-from diffusers import DDPMScheduler
-
-from lines_model import parametrisation
+from lines_model import parametrisation, noise_schedule
 from lines_model.losses import distance
 
 
@@ -31,7 +29,7 @@ class Schedule:
     """alpha_t and sigma_t of a DDPM schedule, with index -1 meaning clean (alpha 1, sigma 0)."""
 
     def __init__(self, scheduler_config: dict, device="cpu"):
-        s = DDPMScheduler.from_config(scheduler_config)
+        s = noise_schedule.ddpm(scheduler_config)
         ab = torch.cat([s.alphas_cumprod.double(), torch.ones(1, dtype=torch.float64)])  # [-1] -> clean
         self.alpha_bar = ab.to(device)
         self.prediction_type = s.config.prediction_type

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from diffusers import DDPMScheduler, UNet2DModel
+from diffusers import UNet2DModel
 
-from lines_model import atomic
+from lines_model import atomic, noise_schedule
 from lines_model.parametrisation import student_prediction, to_x
 from lines_model.samplers import log_snr
 from lines_model.config.students import StudentCfg
@@ -49,11 +49,11 @@ class LinesStudent(torch.nn.Module):
         if parametrisation == "direct" and t_scale is None:
             raise ValueError("t_scale: the direct parametrisation feeds t * t_scale to the network; give student.t_scale")
         self.unet, self.parametrisation, self.t_scale = unet, parametrisation, t_scale
-        self.scheduler_config = dict(scheduler_config) if scheduler_config else None
+        self.scheduler_config = noise_schedule.resolve(scheduler_config) if scheduler_config else None
         if parametrisation == "teacher":
             if scheduler_config is None:
                 raise ValueError("scheduler_config: the teacher parametrisation needs the teacher's noise schedule")
-            s = DDPMScheduler.from_config(scheduler_config)
+            s = noise_schedule.ddpm(scheduler_config)
             # lambda(tau) at the integer timesteps, decreasing in tau; interpolated linearly in between,
             # which is diffusers' convention (log sigma linear in t) and the pairs sampler's.
             self.register_buffer("log_snr", torch.from_numpy(log_snr(s.alphas_cumprod)).float(), persistent=False)
@@ -123,12 +123,14 @@ def save_student(model: torch.nn.Module, folder: str | Path, sidecar: dict, sche
     unet = model.unet if isinstance(model, LinesStudent) else model
     if isinstance(model, LinesStudent):
         sidecar = {**sidecar, "parametrisation": model.parametrisation, "t_scale": model.t_scale}
+        if model.parametrisation == "teacher":
+            sidecar["prediction_type"] = model.output
         scheduler_config = scheduler_config or model.scheduler_config
     with atomic.atomic_dir(folder) as tmp:
         unet.save_pretrained(tmp, safe_serialization=True)
         (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=2) + "\n")
         if scheduler_config is not None:
-            (tmp / SCHEDULER_FILE).write_text(json.dumps(scheduler_config, indent=2) + "\n")
+            (tmp / SCHEDULER_FILE).write_text(json.dumps(noise_schedule.resolve(scheduler_config), indent=2) + "\n")
 
 
 def read_sidecar(folder: str | Path) -> dict:
@@ -154,7 +156,7 @@ def load_unet(folder: str | Path, device="cpu") -> UNet2DModel:
 
 
 def load_scheduler_config(folder: str | Path) -> dict:
-    return read_json(Path(folder) / SCHEDULER_FILE, "the student's noise schedule (a DDPMScheduler config)")
+    return noise_schedule.resolve(read_json(Path(folder) / SCHEDULER_FILE, "the student's noise schedule (a DDPMScheduler config)"))
 
 
 def load_student(folder: str | Path, device="cpu") -> tuple[LinesStudent, dict]:
@@ -167,13 +169,23 @@ def load_student(folder: str | Path, device="cpu") -> tuple[LinesStudent, dict]:
         raise InputError(f"{Path(folder) / SIDECAR}: parametrisation {param!r} / t_scale {meta.get('t_scale')!r} is not a student's")
     sched = load_scheduler_config(folder) if param == "teacher" else None
     student = LinesStudent(load_unet(folder, device), param, t_scale=meta.get("t_scale"), scheduler_config=sched)
+    if param == "teacher":
+        check_prediction(folder, meta, student.output)
     return student.to(device).eval().requires_grad_(False), meta
 
 
-def load_pd_student(out_dir: str | Path, steps: int, device="cpu") -> tuple[UNet2DModel, dict]:
-    """(network, scheduler config) of the `steps`-step progressive-distillation student in `out_dir`."""
-    folder = Path(out_dir) / f"{steps}step"
-    return load_unet(folder, device), load_scheduler_config(folder)
+def check_prediction(folder: str | Path, meta: dict, read_as: str) -> None:
+    """Refuse a folder whose network would be read in another parametrisation than it was trained in."""
+    trained = meta.get("prediction_type")
+    if trained is not None and trained != read_as:
+        raise InputError(f"{Path(folder) / SCHEDULER_FILE}: reads the network as {read_as!r}, but it was trained as {trained!r}")
+
+
+def load_pd_student(folder: str | Path, device="cpu") -> tuple[UNet2DModel, dict]:
+    """(network, scheduler config) of a progressive-distillation student folder."""
+    cfg = load_scheduler_config(folder)
+    check_prediction(folder, read_sidecar(folder), cfg["prediction_type"])
+    return load_unet(folder, device), cfg
 
 
 def count_parameters(model: torch.nn.Module) -> int:

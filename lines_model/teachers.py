@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers import DDPMScheduler, UNet2DModel
+from diffusers import UNet2DModel
 
+from lines_model import noise_schedule
 from lines_model.errors import TeacherError
 from lines_model.files import read_json
 from lines_model.hashing import hash_files
@@ -26,7 +27,7 @@ _WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model
 @dataclass
 class Teacher:
     unet: UNet2DModel
-    scheduler_config: dict  # DDPMScheduler config: betas, prediction_type, clip_sample, spacing
+    scheduler_config: dict  # DDPMScheduler config, every key explicit (noise_schedule.resolve)
     source: str  # what teacher.model said
     folder: Path  # where the files were read from
     sha256: str  # content hash of config + weights + scheduler config (teacher identity)
@@ -93,7 +94,7 @@ def read_configs(model: str, revision: str | None = None) -> tuple[dict, dict]:
     path = sched_dir / "scheduler_config.json"
     if not path.exists():
         raise TeacherError(f"{path}: missing; the teacher's noise schedule is needed to sample")
-    sched = dict(DDPMScheduler.from_config(read_json(path, "the teacher's DDPMScheduler config")).config)
+    sched = noise_schedule.resolve(read_json(path, "the teacher's DDPMScheduler config"))
     return read_json(unet_dir / "config.json", "the teacher's UNet2DModel config"), sched
 
 
@@ -106,7 +107,7 @@ def load_teacher(model: str, revision: str | None = None, device: str | torch.de
     if not (sched_dir / "scheduler_config.json").exists():
         raise TeacherError(f"{sched_dir / 'scheduler_config.json'}: missing; the teacher's noise schedule is needed to sample")
     cfg = read_json(unet_dir / "config.json", "the teacher's UNet2DModel config")
-    read_json(sched_dir / "scheduler_config.json", "the teacher's DDPMScheduler config")  # refused here, not in diffusers
+    sched = noise_schedule.resolve(read_json(sched_dir / "scheduler_config.json", "the teacher's DDPMScheduler config"))
     if cfg.get("_class_name", "UNet2DModel") != "UNet2DModel":
         raise TeacherError(f"{unet_dir / 'config.json'}: _class_name is {cfg.get('_class_name')!r}; only UNet2DModel teachers are supported")
     use_st = weights[0].suffix == ".safetensors"
@@ -115,6 +116,5 @@ def load_teacher(model: str, revision: str | None = None, device: str | torch.de
         unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=use_st, low_cpu_mem_usage=False)
     except Exception as e:
         raise TeacherError(f"{weights[0]}: could not load teacher weights: {e}") from e
-    sched = DDPMScheduler.from_pretrained(sched_dir)
     unet.to(device).eval().requires_grad_(False)
-    return Teacher(unet=unet, scheduler_config=dict(sched.config), source=model, folder=folder, sha256=content_hash(folder))
+    return Teacher(unet=unet, scheduler_config=sched, source=model, folder=folder, sha256=content_hash(folder))

@@ -63,8 +63,8 @@ CASES = [
     ("lines", "config.json", _break_json, lambda d: load_student(d / "lines")),
     ("lines", "scheduler_config.json", _break_json, lambda d: load_student(d / "lines")),
     ("lines", "diffusion_pytorch_model.safetensors", _break_weights, lambda d: load_student(d / "lines")),
-    ("pd/2step", "scheduler_config.json", _break_json, lambda d: load_pd_student(d / "pd", 2)),
-    ("pd/2step", "diffusion_pytorch_model.safetensors", _break_weights, lambda d: load_pd_student(d / "pd", 2)),
+    ("pd/2step", "scheduler_config.json", _break_json, lambda d: load_pd_student(d / "pd" / "2step")),
+    ("pd/2step", "diffusion_pytorch_model.safetensors", _break_weights, lambda d: load_pd_student(d / "pd" / "2step")),
     ("features", "config.json", _break_json, lambda d: features.load_feature_net(d / "features")),
     ("features", features.WEIGHTS_FILE, _break_weights, lambda d: features.load_feature_net(d / "features")),
 ]

@@ -94,6 +94,20 @@ def test_repro_writes_every_metric_with_its_uncertainty(repo):
     assert not list((repo / "scratch").glob("*")), "finished stages leave no resumable state behind"
 
 
+def test_every_student_folder_reloads_as_the_type_it_trained_as(repo):
+    from lines_model.students import load_scheduler_config, load_student
+
+    folders = sorted(p.parent for p in (repo / "models").rglob("lines_model.json"))
+    assert len(folders) == 4  # lines, baseline, pd/2step, pd/1step
+    for folder in folders:
+        meta = json.loads((folder / "lines_model.json").read_text())
+        if meta["kind"] == "progressive":
+            assert meta["prediction_type"] == "v_prediction"  # the tiny teacher's own, kept by its students
+            assert load_scheduler_config(folder)["prediction_type"] == meta["prediction_type"]
+        elif meta["parametrisation"] == "teacher":
+            assert load_student(folder)[0].output == meta["prediction_type"]
+
+
 def test_nothing_to_do_after_repro(repo):
     assert "up to date" in sh(repo, "dvc", "status")
     assert ran(sh(repo, "dvc", "repro")) == set()

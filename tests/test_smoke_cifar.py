@@ -50,5 +50,10 @@ def test_cifar10_profile_runs_as_a_pipeline(tmp_path):
             assert math.isfinite(m[k]), (name, k, m)
     assert metrics["teacher"]["nfe"] == 2 and metrics["teacher_ddim32"]["nfe"] == 32
     assert sorted(p.name for p in (r / "models" / "pd").iterdir()) == ["16step", "1step", "2step", "4step", "8step"]
+    # The teacher's scheduler_config.json is the hub's, without prediction_type: every student still
+    # reloads as the epsilon_bounded reading it trained in.
+    for folder in (r / "models" / "pd").iterdir():
+        assert json.loads((folder / "lines_model.json").read_text())["prediction_type"] == "epsilon_bounded"
+        assert json.loads((folder / "scheduler_config.json").read_text())["prediction_type"] == "epsilon_bounded"
     student = json.loads((r / "models" / "lines" / "config.json").read_text())
     assert student["block_out_channels"] == [64, 128, 256]

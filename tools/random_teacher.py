@@ -4,45 +4,61 @@
 
 (from the repository root). The real checkpoint cannot be downloaded where the tests and the GPU
 benchmark run, and neither needs trained weights: they need the 35.7M-parameter UNet's shapes,
-cost and file layout. OUT gets the flat `save_pretrained` layout of the hub repo (config.json,
-diffusion_pytorch_model.safetensors, scheduler_config.json), written atomically.
+cost and its files. OUT gets the hub repo's flat layout (config.json, diffusion_pytorch_model.safetensors,
+scheduler_config.json), with the two configs' key sets as the hub holds them, written atomically.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
-from diffusers import DDPMScheduler, UNet2DModel
+from diffusers import UNet2DModel
 
 from lines_model.cli import ArgumentParser
 from lines_model import atomic
 
-# The config.json of google/ddpm-cifar10-32 (35,746,307 parameters), as UNet2DModel arguments.
-CIFAR10_UNET_CONFIG = dict(
-    sample_size=32,
-    in_channels=3,
-    out_channels=3,
-    block_out_channels=(128, 256, 256, 256),
-    layers_per_block=2,
-    down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
-    downsample_padding=0,
-    flip_sin_to_cos=False,
-    freq_shift=1,
-    mid_block_scale_factor=1,
-    norm_eps=1e-6,
-    norm_num_groups=32,
-    attention_head_dim=None,
-)
-# Its scheduler_config.json: eps prediction, linear betas, clipped samples.
-CIFAR10_SCHEDULER_CONFIG = dict(
-    num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear", clip_sample=True
-)
+# google/ddpm-cifar10-32's two config files as the hub holds them: written by diffusers 0.1, so they
+# lack every key later versions added (prediction_type among them, which is "epsilon" by default).
+# 35,746,307 parameters.
+HUB_UNET_CONFIG = {
+    "_class_name": "UNet2DModel",
+    "_diffusers_version": "0.1.0",
+    "act_fn": "silu",
+    "attention_head_dim": None,
+    "block_out_channels": [128, 256, 256, 256],
+    "center_input_sample": False,
+    "down_block_types": ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
+    "downsample_padding": 0,
+    "flip_sin_to_cos": False,
+    "freq_shift": 1,
+    "in_channels": 3,
+    "layers_per_block": 2,
+    "mid_block_scale_factor": 1,
+    "norm_eps": 1e-06,
+    "norm_num_groups": 32,
+    "out_channels": 3,
+    "sample_size": 32,
+    "time_embedding_type": "positional",
+    "up_block_types": ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
+}
+HUB_SCHEDULER_CONFIG = {
+    "_class_name": "DDPMScheduler",
+    "_diffusers_version": "0.1.0",
+    "beta_end": 0.02,
+    "beta_schedule": "linear",
+    "beta_start": 0.0001,
+    "clip_sample": True,
+    "num_train_timesteps": 1000,
+    "trained_betas": None,
+    "variance_type": "fixed_large",
+}
+CIFAR10_UNET_CONFIG = {k: v for k, v in HUB_UNET_CONFIG.items() if not k.startswith("_")}  # as UNet2DModel arguments
 
 
 def save_random_cifar_teacher(folder: Path, seed: int = 0) -> Path:
-    """Write a randomly initialised CIFAR-10 teacher to `folder` (replacing it) and return the path."""
+    """Write a randomly initialised CIFAR-10 teacher in the hub's file format to `folder` (replacing it)."""
     folder = Path(folder)
     # The init draws from the global generator; fork it so the caller's random stream is untouched.
     with torch.random.fork_rng(devices=[]):
@@ -50,7 +66,9 @@ def save_random_cifar_teacher(folder: Path, seed: int = 0) -> Path:
         unet = UNet2DModel(**CIFAR10_UNET_CONFIG)
     with atomic.atomic_dir(folder) as tmp:
         unet.save_pretrained(tmp, safe_serialization=True)
-        DDPMScheduler(**CIFAR10_SCHEDULER_CONFIG).save_pretrained(tmp)
+        # Today's diffusers would write every key it knows; the hub's files do not have them.
+        (tmp / "config.json").write_text(json.dumps(HUB_UNET_CONFIG, indent=2) + "\n")
+        (tmp / "scheduler_config.json").write_text(json.dumps(HUB_SCHEDULER_CONFIG, indent=2) + "\n")
     return folder
 
 
