@@ -219,7 +219,7 @@ def part_tests(out: Path, r: dict, args_pytest: list[str], key: str, timeout_s: 
 
 def startup_seconds(repo: Path) -> float:
     """One stage process's fixed cost: the interpreter, torch, diffusers, the package and a CUDA context."""
-    code = ("import torch, diffusers, accelerate, lines_model.evaluation, lines_model.student_training;"
+    code = ("import torch, diffusers, accelerate, lines_model.evaluation, lines_model.methods.one_step;"
             "torch.zeros(1, device='cuda' if torch.cuda.is_available() else 'cpu').sum().item()")
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], cwd=repo, check=True)

@@ -15,7 +15,7 @@ times the three loops that dominate the full run, alone, at the profile's batch 
 Math modes: `fp32` is what the profile runs, fp32 tensors with PyTorch's defaults, under which
 cuDNN may run convolutions in TF32 on Ampere and later GPUs while matmuls stay IEEE fp32;
 `fp32_strict` turns TF32 off everywhere; `tf32` turns it on everywhere; `bf16` autocasts (for PD,
-the student only: the teacher's targets stay fp32, as pd_training does); `+compile` adds
+the student only: the teacher's targets stay fp32, as PD training does); `+compile` adds
 torch.compile. For `teacher_forward` in `fp32` and `bf16`, torch.profiler splits one call's GPU
 kernel time into convolutions and matrix products, attention, normalisation and the rest
 (element-wise, copies), the first being what tensor cores speed up.
@@ -256,13 +256,13 @@ class Probe:
     def record_pd_steps(self, teacher, g_teacher: float) -> None:
         import copy
 
-        from lines_model.progressive import ProgressiveLoss
+        from lines_model.methods.pd.target import PDLoss
         from tools.random_teacher import HUB_SCHEDULER_CONFIG
 
         dev, n = self.device, self.batch["pd_step"]
         net = copy.deepcopy(teacher).train().requires_grad_(True)
         clean = torch.randn(n, 3, 32, 32, device=dev)
-        loss_fn = ProgressiveLoss(teacher, "epsilon", "epsilon", HUB_SCHEDULER_CONFIG, 16, "mse")
+        loss_fn = PDLoss(teacher, "epsilon", "epsilon", HUB_SCHEDULER_CONFIG, 16, "mse")
         opt = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=dev.type == "cuda")
         g = torch.Generator().manual_seed(0)
 

@@ -24,44 +24,48 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from lines_model import evaluation, generators, pairs, runtime, student_training
+from lines_model import evaluation, pairs, runtime
 from lines_model.config import Params, to_dict
-from lines_model.provenance import scratch_key
+from lines_model.methods import registry
+from lines_model.methods.base import Layout
+from lines_model.hashing import fingerprint
+from lines_model.provenance import code_hash
 from lines_model.imaging import to_unit
-from lines_model.student_training import train_student
-from lines_model.teachers import load_teacher
 
-COMPARED = ("lines_1step", "lines_2step", "baseline_1step")
 METRICS = ("fid", "kid", "precision", "recall", "mse")
-PAIRED = (("lines_1step", "baseline_1step"), ("lines_2step", "baseline_1step"))
 
 
-def replicate(params: Params, seed: int, work: Path, *, models: Path, data: Path, device="cpu") -> dict[str, dict[str, float]]:
+def compared(params: Params) -> tuple[str, ...]:
+    """The generators of the seed-compared methods, as the evaluation names them."""
+    return tuple(g for m in registry.seed_compared() for g in m.generator_names(params))
+
+
+def paired(params: Params) -> tuple[tuple[str, str], ...]:
+    """The methods' differences between two compared generators (Lines minus the baseline)."""
+    names = set(compared(params))
+    return tuple((a, b) for a, b in registry.differences(params) if a in names and b in names)
+
+
+def replicate(params: Params, seed: int, work: Path, *, layout: Layout, device="cpu") -> dict[str, dict[str, float]]:
     """Metrics of the compared generators for students trained with `seed`."""
-    if seed == params.train_lines.seed == params.train_baseline.seed:
-        lines_dir, base_dir = models / "lines", models / "baseline"
+    methods = registry.seed_compared()
+    if all(getattr(params, m.section).seed == seed for m in methods):
+        folders = {m.name: layout.model(m.name) for m in methods}
     else:
-        p = dataclasses.replace(
-            params,
-            train_lines=dataclasses.replace(params.train_lines, seed=seed),
-            train_baseline=dataclasses.replace(params.train_baseline, seed=seed),
-        )
-        teacher = load_teacher(p.teacher.model, p.teacher.revision) if p.student.init == "teacher" else None
-        run_dir = work / f"seed-{seed}-{replicate_key(p, data)}"
-        lines_dir, base_dir = run_dir / "lines", run_dir / "baseline"
-        common = dict(pairs_dir=data / "pairs", heldout_dir=data / "heldout", scratch_dir=work / "scratch", teacher=teacher)
-        for kind, out in (("lines", lines_dir), ("baseline", base_dir)):
-            if not (out / "lines_model.json").exists():
-                train_student(p, kind, out_dir=out, live_dir=run_dir / f"dvclive-{kind}",
-                              subset_file=data / "subset.json" if kind == "lines" else None, **common)
+        p = dataclasses.replace(params, **{m.section: dataclasses.replace(getattr(params, m.section), seed=seed) for m in methods})
+        run_dir = work / f"seed-{seed}-{replicate_key(p, layout)}"
+        folders = {m.name: run_dir / m.name for m in methods}
+        for m in methods:
+            if not (folders[m.name] / "lines_model.json").exists():
+                m.train(p, dataclasses.replace(layout, scratch=work / "scratch"), out=folders[m.name], live=run_dir / f"dvclive-{m.name}")
     e = params.evaluate
-    noise, teacher_images, reference = pairs.PairStore(data / "heldout").split(e.count, e.reference)
-    gens = [generators.load(lines_dir, steps=1, device=device), generators.load(lines_dir, steps=2, device=device),
-            generators.load(base_dir, device=device)]
+    noise, teacher_images, reference = pairs.PairStore(layout.heldout).split(e.count, e.reference)
+    gens = [g for m in methods for g in m.generators(params, folders[m.name], device=device)]
     feats = evaluation.Features(e)
     ref_f = feats(to_unit(reference))
     teacher01 = to_unit(teacher_images)
@@ -72,16 +76,18 @@ def replicate(params: Params, seed: int, work: Path, *, models: Path, data: Path
     return out
 
 
-def replicate_key(params: Params, data: Path) -> str:
+def replicate_key(params: Params, layout: Layout) -> str:
     """What the students of one replicate are a function of: settings, teacher, pairs and subset."""
-    inputs = [data / "pairs" / "manifest.json", data / "subset.json"]
+    methods = registry.seed_compared()
+    inputs = [layout.pairs / "manifest.json", layout.subset]
     settings = {"teacher": to_dict(params.teacher), "student": to_dict(params.student),
-                "lines": params.train_lines.identity(), "baseline": params.train_baseline.identity(),
+                **{m.name: getattr(params, m.section).identity() for m in methods},
                 "inputs": [f.read_text() if f.exists() else None for f in inputs]}
-    # The code that trains them (the training stages' modules), not the evaluation's: an edit to how
-    # students are scored re-scores the kept students and retrains none.
-    return scratch_key(settings, entry=student_training.__file__, sections=("teacher", "student", "train_lines", "train_baseline", "runtime"),
-                       precision=runtime.mixed_precision(params.runtime))
+    # The code that trains them (each method's module and what it runs), not the evaluation's: an
+    # edit to how students are scored re-scores the kept students and retrains none.
+    code = [code_hash(Path(sys.modules[m.train.__module__].__file__).resolve(), ("teacher", "student", m.section, "runtime"))
+            for m in methods]
+    return fingerprint({"result": settings, "precision": runtime.mixed_precision(params.runtime), "code": code})
 
 
 def mean_se(values: list[float]) -> dict[str, float]:
@@ -89,19 +95,19 @@ def mean_se(values: list[float]) -> dict[str, float]:
     return {"mean": float(v.mean()), "se": float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan")}
 
 
-def summarise(seeds: list[int], runs: list[dict], paired: dict | None = None) -> dict:
-    """Per generator and metric: mean and standard error over seeds, and the evaluation's own
-    standard error; per Lines-minus-baseline difference also the total standard error.
+def summarise(seeds: list[int], runs: list[dict], paired: dict | None = None, differences=()) -> dict:
+    """Per generator of the runs and metric: mean and standard error over seeds, and the evaluation's
+    own standard error; per difference (a, b) in `differences` also the total standard error.
 
     `paired` is the evaluate stage's metrics/differences.json ({"a - b": {"fid_se": .., ...}}): the
     evaluation's standard error of each difference, paired over the shared samples. A difference or
     metric it lacks falls back to the two generators' errors combined as if independent."""
     out: dict = {"seeds": seeds}
-    for g in COMPARED:
+    for g in runs[0]:
         out[g] = {k: mean_se([r[g][k] for r in runs]) | {"eval_se": float(np.mean([r[g][f"{k}_se"] for r in runs]))} for k in METRICS}
     out["difference"] = {}
     used_paired = []
-    for a, b in PAIRED:
+    for a, b in differences:
         d = {}
         evaluated = (paired or {}).get(f"{a} - {b}", {})
         for k in METRICS:
@@ -115,12 +121,18 @@ def summarise(seeds: list[int], runs: list[dict], paired: dict | None = None) ->
     return out
 
 
+def generators_of(summary: dict) -> list[str]:
+    """The compared generators of a summary (metrics/compare.json), in its order."""
+    return [g for g, v in summary.items() if isinstance(v, dict) and g != "difference"]
+
+
 def table(summary: dict) -> str:
-    """Per metric: each generator's mean +- seed se, and Lines minus baseline (paired by seed) +- total se."""
+    """Per metric: each generator's mean +- seed se, and each difference (paired by seed) +- total se."""
+    compared = generators_of(summary)
     lines = [f"{len(summary['seeds'])} seeds {summary['seeds']}; mean +- standard error over seeds (differences: +- total standard error)",
-             f"{'metric':<10}" + "".join(f"{g:>24}" for g in COMPARED) + "".join(f"{k.split('-')[0] + ' - base':>28}" for k in summary["difference"])]
+             f"{'metric':<10}" + "".join(f"{g:>24}" for g in compared) + "".join(f"{k.replace('-', ' - '):>28}" for k in summary["difference"])]
     for k in METRICS:
-        row = f"{k:<10}" + "".join(f"{summary[g][k]['mean']:>14.4g} +- {summary[g][k]['se']:<6.2g}" for g in COMPARED)
+        row = f"{k:<10}" + "".join(f"{summary[g][k]['mean']:>14.4g} +- {summary[g][k]['se']:<6.2g}" for g in compared)
         for d in summary["difference"].values():
             m, se = d[k]["mean"], d[k]["total_se"]
             flag = "  *" if abs(m) > 2 * se else "   "

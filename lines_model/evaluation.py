@@ -6,7 +6,7 @@ split into the evaluation noise (the first `count`) and a disjoint reference set
 Features of every image set are extracted once; each distribution metric comes with a standard
 error from half-samples of both the generated and the reference set (`uncertainty`), MSE with the
 standard error of its per-image mean. The generators share the noises and the reference, so the
-differences that the comparisons rest on (DIFFERENCES) get errors of their own, paired noise by
+differences that the comparisons rest on (each method's `differences`) get errors of their own, paired noise by
 noise: from the same halves for every generator, and for MSE from per-image differences. Speed is measured in one
 dedicated pass after generation, all generators interleaved in seeded, balanced rounds (timing.py):
 `ms_per_image` is wall-clock time and follows the machine's speed of the moment; `speedup`, the
@@ -19,8 +19,7 @@ import math
 
 import torch
 
-from lines_model import fidelity, generators, noise as noise_mod, uncertainty
-from lines_model.config import Params
+from lines_model import fidelity, noise as noise_mod, uncertainty
 from lines_model.config.evaluate import EvaluateCfg
 from lines_model.imaging import psnr, to_unit
 from lines_model.generators import Generator
@@ -33,39 +32,6 @@ METRIC_KEYS = (
     "mse", "mse_se", "psnr", "ms_per_image", "ms_per_image_iqr", "speedup",
 )
 DATA_SUFFIX = "_data"  # metrics against the real data set: fid_data, fid_data_se, ...
-# Differences with paired errors (metrics/differences.json), a - b, where both generators exist:
-# the students at one NFE, Lines' two steps against the one-step baseline and PD at 2 and 4 NFE,
-# and PD's 4-step student against the DDIM sampler it distils.
-DIFFERENCES = (
-    ("lines_1step", "baseline_1step"), ("lines_2step", "baseline_1step"), ("lines_2step", "pd_2step"),
-    ("lines_2step", "pd_4step"), ("lines_1step", "pd_1step"), ("baseline_1step", "pd_1step"),
-    ("pd_4step", "teacher_ddim32"),
-)
-
-
-def build_generators(
-    params: Params, teacher, *, lines_dir, baseline_dir, pd_dir, device, pairs_precision: str = "fp32"
-) -> tuple[list[Generator], torch.nn.Module]:
-    """The generators of evaluate.json, teacher first (its speed is the speedup's denominator), and
-    the Lines student (for the trajectory figure).
-
-    The teacher row runs at the precision its pairs were made at (the held-out manifest's), so its
-    MSE against its own pairs is 0 on every device.
-
-    Besides the pairs sampler, the teacher also runs as DDIM on progressive distillation's nested
-    grid at pd.start_steps: the sampler whose two steps PD's first round distils into one.
-    """
-    p, rt_cfg = params.pairs, params.runtime
-    kw = dict(device=device, runtime_cfg=rt_cfg)
-    specs = [
-        generators.from_teacher(teacher, p.sampler, p.steps, order=p.order, lambda_min=p.lambda_min, precision=pairs_precision, **kw),
-        generators.teacher_on_pd_grid(teacher, params.pd.start_steps, **kw),
-    ]
-    specs += [generators.load(lines_dir, steps=k, **kw) for k in params.evaluate.lines_steps]
-    specs.append(generators.load(baseline_dir, **kw))
-    specs += generators.pd_students(pd_dir, params.evaluate.pd_steps, **kw)
-    lines = next(g.model for g in specs if g.name.startswith("lines_"))
-    return specs, lines
 
 
 class Features:
@@ -84,15 +50,15 @@ class Features:
     def metrics(self, gen: torch.Tensor, ref: torch.Tensor, suffix: str = "") -> dict[str, float]:
         return self.shared_metrics({"gen": gen}, ref, suffix)[0]["gen"]
 
-    def shared_metrics(self, gens: dict[str, torch.Tensor], ref: torch.Tensor, suffix: str = "", pairs=()
+    def shared_metrics(self, gens: dict[str, torch.Tensor], ref: torch.Tensor, suffix: str = "", differences=()
                        ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
         """Metrics with errors of each feature set in `gens` (one per generator, item i from noise
-        i), and of the differences `pairs` (a, b) with their paired errors, keys with `suffix`."""
+        i), and of the `differences` (a, b) with their paired errors, keys with `suffix`."""
         c = self.cfg
         n = len(next(iter(gens.values())))
         kw = dict(kid_subset_size=min(c.kid_subset_size, n, len(ref)), prc_neighborhood=c.prc_neighborhood)
         m, reps = uncertainty.shared_metrics_with_errors(gens, ref, n_boot=c.se_replicates, **kw)
-        diffs = {f"{a} - {b}": uncertainty.difference(m, reps, a, b) for a, b in pairs}
+        diffs = {f"{a} - {b}": uncertainty.difference(m, reps, a, b) for a, b in differences}
         return ({name: _suffixed(v, suffix) for name, v in m.items()}, {name: _suffixed(v, suffix) for name, v in diffs.items()})
 
 
@@ -127,17 +93,17 @@ def quality(g: Generator, noise: torch.Tensor, teacher01: torch.Tensor, ref_f: t
 
 
 def shared_quality(images: dict[str, torch.Tensor], nfe: dict[str, int], teacher01: torch.Tensor, ref_f: torch.Tensor,
-                   feats: Features, pairs=()) -> tuple[dict[str, dict], dict[str, dict]]:
+                   feats: Features, differences=()) -> tuple[dict[str, dict], dict[str, dict]]:
     """`quality`'s metrics of every generator's images in [0, 1] (`images`, all from the same
-    noises), with errors from the same halves for all, and the differences `pairs` (a, b) with
+    noises), with errors from the same halves for all, and the `differences` (a, b) with
     their paired errors."""
     feats_of = {name: feats(x) for name, x in images.items()}
-    dist, diffs = feats.shared_metrics(feats_of, ref_f, pairs=pairs)
+    dist, diffs = feats.shared_metrics(feats_of, ref_f, differences=differences)
     metrics = {}
     for name, x in images.items():
         mse, mse_se = mse_with_se(x, teacher01)
         metrics[name] = {"nfe": nfe[name], **dist[name], "mse": mse, "mse_se": mse_se, "psnr": psnr(mse)}
-    for a, b in pairs:
+    for a, b in differences:
         diffs[f"{a} - {b}"].update(mse_difference(images[a], images[b], teacher01))
     return metrics, diffs
 
@@ -152,9 +118,10 @@ def evaluate(
     *,
     data_reference: torch.Tensor | None = None,
     data_noise: torch.Tensor | None = None,
+    differences=(),
 ) -> tuple[dict[str, dict], dict[str, torch.Tensor], dict[str, dict]]:
     """Metrics per generator (keys METRIC_KEYS, plus *_data ones against `data_reference`), each
-    generator's images in [0, 1] for `noise`, and the DIFFERENCES between generators with their
+    generator's images in [0, 1] for `noise`, and the `differences` (a, b) between generators with their
     paired errors ({"a - b": {"fid": ..., "fid_se": ..., ..., "mse": ..., "mse_se": ...}}).
     Deterministic given the models and inputs, timings aside."""
     if not specs or specs[0].name != "teacher":
@@ -169,12 +136,12 @@ def evaluate(
     for g in specs:
         print(f"evaluate: {g.name} ({g.nfe} NFE)", flush=True)
         images[g.name] = g.images(noise, cfg.batch_size)
-    pairs = [(a, b) for a, b in DIFFERENCES if a in images and b in images]
+    present = [(a, b) for a, b in differences if a in images and b in images]
     print("evaluate: metrics and standard errors, every generator on the same halves", flush=True)
-    metrics, diffs = shared_quality(images, {g.name: g.nfe for g in specs}, teacher01, ref_f, feats, pairs)
+    metrics, diffs = shared_quality(images, {g.name: g.nfe for g in specs}, teacher01, ref_f, feats, present)
     if data_f is not None:
         data_feats = {g.name: feats(g.images(data_noise, cfg.batch_size)) for g in specs}
-        data_m, data_d = feats.shared_metrics(data_feats, data_f, DATA_SUFFIX, pairs)
+        data_m, data_d = feats.shared_metrics(data_feats, data_f, DATA_SUFFIX, present)
         for name, m in data_m.items():
             metrics[name].update(m)
         for name, m in data_d.items():

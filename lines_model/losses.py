@@ -3,7 +3,7 @@
 Lines and the naive baseline share everything but the input: Lines regresses C from the point
 X_t = t*C + (1-t)*N on the straight line between noise and image, the baseline from N alone
 (t = 0). The student is a students.LinesStudent, S(X_t, t) with t in [0, 1].
-Progressive distillation lives in progressive.py: it only swaps the target.
+Progressive distillation lives in methods/pd/target.py: it only swaps the target.
 """
 
 from __future__ import annotations

@@ -254,3 +254,17 @@ class PairStore(torch.utils.data.Dataset):
             raise ConfigError(f"evaluate.count + evaluate.reference ({count} + {reference}) exceeds the {len(self)} pairs in {self.folder}")
         noise, clean = self.take(range(count))
         return noise, clean, self.take(range(count, count + reference))[1]
+
+
+class CleanImages(torch.utils.data.Dataset):
+    """The teacher's images C of the pairs alone, as a data set x (methods that draw their own noise)."""
+
+    def __init__(self, store: PairStore):
+        self.store = store
+
+    def __len__(self):
+        return len(self.store)
+
+    def __getitem__(self, i):
+        _, clean = self.store[i]
+        return clean, clean  # (unused, x): the loss draws its own noise

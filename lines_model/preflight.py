@@ -3,7 +3,7 @@
 lines_model.config rejects what a params file says on its own (types, sets, ranges, cross-key rules);
 what can only be judged against the teacher's configs (image size, number of timesteps,
 log-SNR range) or against files that must exist is checked here, reading config files only.
-Every failure is a ConfigError naming the key.
+Every failure is a ConfigError naming the key. A method's own checks are its `check` (methods/).
 """
 
 from __future__ import annotations
@@ -24,10 +24,9 @@ def check(params: Params) -> None:
     size = unet_cfg.get("sample_size", 0)
     size = size if isinstance(size, int) else size[0]
     T = sched_cfg["num_train_timesteps"]
-    p, pd, e = params.pairs, params.pd, params.evaluate
-    for key, steps in (("pairs.steps", p.steps), ("pd.start_steps", pd.start_steps)):
-        if steps > T:
-            raise ConfigError(f"{key}: {steps} steps exceed the teacher's {T} training timesteps")
+    p, e = params.pairs, params.evaluate
+    if p.steps > T:
+        raise ConfigError(f"pairs.steps: {p.steps} steps exceed the teacher's {T} training timesteps")
     if p.sampler == "dpmsolver++":
         lam = log_snr(noise_schedule.ddpm(sched_cfg).alphas_cumprod)
         if p.lambda_min is not None and not lam[-1] < p.lambda_min < lam[0]:

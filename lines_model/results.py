@@ -15,6 +15,7 @@ import math
 import sys
 from pathlib import Path
 
+from lines_model.compare import generators_of
 from lines_model.errors import InputError
 from lines_model.files import read_json
 
@@ -43,7 +44,6 @@ def table(metrics: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-COMPARED = ("lines_1step", "lines_2step", "baseline_1step")
 COMPARE_METRICS = {"fid": ("FID", 2), "kid": ("KID", 3), "precision": ("precision", 3), "recall": ("recall", 3), "mse": ("MSE", 4)}
 
 
@@ -51,12 +51,12 @@ def compare_table(summary: dict) -> str:
     """The markdown table of the seed comparison (the schema of metrics/compare.json): each
     generator's mean +- its standard error over seeds (in brackets the evaluation's own), and each
     Lines-minus-baseline difference +- its total standard error, with that many standard errors."""
-    diffs = summary["difference"]
-    head = ["metric", *COMPARED, *(f"{k.replace('-', ' - ')}" for k in diffs)]
+    diffs, compared = summary["difference"], generators_of(summary)
+    head = ["metric", *compared, *(f"{k.replace('-', ' - ')}" for k in diffs)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for k, (label, digits) in COMPARE_METRICS.items():
         cells = [label]
-        for g in COMPARED:
+        for g in compared:
             m = summary[g][k]
             cells.append(f"{m['mean']:.{digits}f} ± {m['se']:.{digits}f} (± {m['eval_se']:.{digits}f})")
         for d in diffs.values():
@@ -88,8 +88,8 @@ def main(argv=None) -> None:
         if args.compare:
             path = args.input or Path("metrics/compare.json")
             summary = read_json(path, "the seed comparison (metrics/compare.json; run `make compare`)")
-            if not isinstance(summary, dict) or "difference" not in summary or not all(g in summary for g in COMPARED):
-                raise InputError(f"{path}: not the seed comparison's summary (no 'difference' or generators {', '.join(COMPARED)})")
+            if not isinstance(summary, dict) or "difference" not in summary or not generators_of(summary):
+                raise InputError(f"{path}: not the seed comparison's summary (no 'difference' or no generators)")
             print(compare_table(summary))
         else:
             print(table(load(args.input or Path("metrics/evaluate.json"))))

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from lines_model import generators, imaging, noise as noise_mod, pairs
+from lines_model.methods import registry
 from lines_model.cli import ArgumentParser, fail
 from lines_model.config.runtime import RuntimeCfg
 from lines_model.errors import InputError
@@ -67,7 +68,7 @@ def _check(p: ArgumentParser, args) -> torch.device:
 
 def _generator(args, device: torch.device) -> generators.Generator:
     if (args.folder / "lines_model.json").exists() or not (args.folder / "scheduler_config.json").exists():
-        return generators.load(args.folder, steps=args.steps, device=device)
+        return registry.load(args.folder, steps=args.steps, device=device)
     from lines_model.teachers import load_teacher
 
     steps = args.steps if args.steps is not None else TEACHER_DEFAULT_STEPS[args.sampler]

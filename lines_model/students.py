@@ -136,7 +136,7 @@ def save_student(model: torch.nn.Module, folder: str | Path, sidecar: dict, sche
 def read_sidecar(folder: str | Path) -> dict:
     path = Path(folder) / SIDECAR
     if not Path(folder).is_dir():
-        raise InputError(f"{folder}: not a folder; expected a student folder (models/lines, models/baseline, models/pd/<N>step)")
+        raise InputError(f"{folder}: not a folder; expected a trained student folder (under models/)")
     if not path.exists():
         raise InputError(f"{path}: missing; not a student folder made by this project")
     return read_json(path, "a student's lines_model.json")
@@ -160,10 +160,8 @@ def load_scheduler_config(folder: str | Path) -> dict:
 
 
 def load_student(folder: str | Path, device="cpu") -> tuple[LinesStudent, dict]:
-    """A Lines or baseline student folder -> (LinesStudent in eval mode, sidecar)."""
+    """A one-step student folder -> (LinesStudent in eval mode, sidecar)."""
     meta = read_sidecar(folder)
-    if meta.get("kind") not in ("lines", "baseline"):
-        raise InputError(f"{folder}: a {meta.get('kind')!r} student, not a Lines or baseline one")
     param = meta.get("parametrisation")
     if param not in ("direct", "teacher") or (param == "direct" and not isinstance(meta.get("t_scale"), (int, float))):
         raise InputError(f"{Path(folder) / SIDECAR}: parametrisation {param!r} / t_scale {meta.get('t_scale')!r} is not a student's")

@@ -19,10 +19,11 @@ import shutil
 from pathlib import Path
 
 from lines_model import atomic, runtime
-from lines_model.compare import replicate, summarise, table
+from lines_model.compare import paired as paired_differences, replicate, summarise, table
 from lines_model.config import load_params
 from lines_model.cli import ArgumentParser, fail
 from lines_model.errors import InputError, TrainingDiverged
+from lines_model.methods.base import Layout
 
 
 def main(argv=None) -> None:
@@ -49,11 +50,11 @@ def main(argv=None) -> None:
         runs = []
         for s in args.seeds:
             print(f"compare: seed {s}", flush=True)
-            runs.append(replicate(params, s, args.work, models=Path("models"), data=Path("data"), device=runtime.state().device))
+            runs.append(replicate(params, s, args.work, layout=Layout(), device=runtime.state().device))
     except (InputError, FileNotFoundError, TrainingDiverged) as e:
         fail(str(e))
     paired = json.loads(args.differences.read_text()) if args.differences.exists() else None
-    summary = summarise(list(args.seeds), runs, paired)
+    summary = summarise(list(args.seeds), runs, paired, paired_differences(params))
     atomic.write_json(args.out, summary)
     # Each seed's own metrics: a record in DVC's cache (a plain output), not a metric, so `dvc exp show` stays readable.
     atomic.write_json(args.out.with_name(args.out.stem + "_runs.json"), dict(zip(map(str, args.seeds), runs)))

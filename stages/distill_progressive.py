@@ -6,16 +6,18 @@ models/pd/<N>step (diffusers folders whose scheduler config carries the student'
 type); finished rounds wait in scratch/, so a killed run resumes at the round it was in.
 """
 
-from lines_model import pd_training, preflight, runtime
+from lines_model import preflight, runtime
 from lines_model.cli import run_stage
-from lines_model.teachers import load_teacher
+from lines_model.methods import pd
+from lines_model.methods.base import Layout
+from lines_model.teachers import read_configs
 
 
 def main(params) -> None:
     preflight.check(params)
+    pd.METHOD.check(params, *read_configs(params.teacher.model, params.teacher.revision))
     runtime.set_threads(params.runtime)
-    teacher = load_teacher(params.teacher.model, params.teacher.revision, device=runtime.state().device)
-    pd_training.distill(params, teacher, pairs_dir="data/pairs", out_dir="models/pd", scratch_dir="scratch")
+    pd.METHOD.train(params, Layout())
 
 
 if __name__ == "__main__":

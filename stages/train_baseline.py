@@ -1,19 +1,15 @@
-"""Stage train_baseline: naive distillation on all pairs (input N, t = 0, target C)."""
+"""Stage train_baseline: naive distillation, the same student always at t = 0, on all pairs."""
 
 from lines_model import preflight, runtime
 from lines_model.cli import run_stage
-from lines_model.student_training import train_student
-from lines_model.teachers import load_teacher
+from lines_model.methods import baseline
+from lines_model.methods.base import Layout
 
 
 def main(params) -> None:
     preflight.check(params)
     runtime.set_threads(params.runtime)
-    teacher = load_teacher(params.teacher.model, params.teacher.revision) if params.student.init == "teacher" else None
-    train_student(
-        params, "baseline", pairs_dir="data/pairs", heldout_dir="data/heldout", teacher=teacher,
-        out_dir="models/baseline", live_dir="training/baseline", scratch_dir="scratch",
-    )
+    baseline.METHOD.train(params, Layout())
 
 
 if __name__ == "__main__":

@@ -2,18 +2,14 @@
 
 from lines_model import preflight, runtime
 from lines_model.cli import run_stage
-from lines_model.student_training import train_student
-from lines_model.teachers import load_teacher
+from lines_model.methods import lines
+from lines_model.methods.base import Layout
 
 
 def main(params) -> None:
     preflight.check(params)
     runtime.set_threads(params.runtime)
-    teacher = load_teacher(params.teacher.model, params.teacher.revision) if params.student.init == "teacher" else None
-    train_student(
-        params, "lines", pairs_dir="data/pairs", heldout_dir="data/heldout", subset_file="data/subset.json", teacher=teacher,
-        out_dir="models/lines", live_dir="training/lines", scratch_dir="scratch",
-    )
+    lines.METHOD.train(params, Layout())
 
 
 if __name__ == "__main__":

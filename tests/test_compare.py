@@ -6,7 +6,16 @@ import math
 
 import pytest
 
-from lines_model.compare import COMPARED, METRICS, mean_se, summarise, table
+from conftest import shipped_params
+from lines_model.compare import METRICS, compared, mean_se, paired, summarise as _summarise, table
+from lines_model.methods.base import Layout
+
+COMPARED = compared(shipped_params())
+PAIRED = paired(shipped_params())
+
+
+def summarise(seeds, runs, evaluated=None):
+    return _summarise(seeds, runs, evaluated, PAIRED)
 
 
 def _run(base: float, lines: float, eval_se: float = 0.0) -> dict:
@@ -43,20 +52,20 @@ def test_a_difference_within_noise_is_not_flagged():
 def test_replicate_folder_changes_with_training_settings_not_log_settings(tmp_path):
     import dataclasses
 
-    from conftest import shipped_params
     from lines_model.compare import replicate_key
 
     p = shipped_params()
-    (tmp_path / "pairs").mkdir()
-    (tmp_path / "pairs" / "manifest.json").write_text('{"shards": ["a"]}')
-    (tmp_path / "subset.json").write_text('{"indices": [1, 2]}')
-    key = replicate_key(p, tmp_path)
+    layout = Layout(tmp_path)
+    layout.pairs.mkdir(parents=True)
+    (layout.pairs / "manifest.json").write_text('{"shards": ["a"]}')
+    layout.subset.write_text('{"indices": [1, 2]}')
+    key = replicate_key(p, layout)
     quieter = dataclasses.replace(p, train_lines=dataclasses.replace(p.train_lines, log_every=p.train_lines.log_every + 1))
-    assert replicate_key(quieter, tmp_path) == key
+    assert replicate_key(quieter, layout) == key
     longer = dataclasses.replace(p, train_baseline=dataclasses.replace(p.train_baseline, epochs=p.train_baseline.epochs + 1))
-    assert replicate_key(longer, tmp_path) != key
-    (tmp_path / "subset.json").write_text('{"indices": [1, 3]}')
-    assert replicate_key(p, tmp_path) != key
+    assert replicate_key(longer, layout) != key
+    layout.subset.write_text('{"indices": [1, 3]}')
+    assert replicate_key(p, layout) != key
 
 
 def test_the_evaluations_own_error_widens_a_difference_the_seeds_agree_on():
@@ -90,3 +99,8 @@ def test_a_paired_evaluation_error_replaces_the_two_generators_errors_combined()
     s = summarise([0, 1, 2], runs, full)
     assert s["paired_eval_se"] is True and "its paired evaluation error" in table(s)
     assert summarise([0, 1, 2], runs)["paired_eval_se"] is False
+
+
+def test_the_compared_generators_and_differences_come_from_the_registry():
+    assert COMPARED == ("lines_1step", "lines_2step", "baseline_1step")
+    assert PAIRED == (("lines_1step", "baseline_1step"), ("lines_2step", "baseline_1step"))

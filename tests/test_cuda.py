@@ -27,7 +27,7 @@ def teacher(tiny_teacher):
 
 
 def test_progressive_sampler_takes_cpu_noise_to_a_cuda_network(teacher):
-    from lines_model import progressive
+    from lines_model.methods.pd import target as progressive
 
     out = progressive.sample(teacher.unet, teacher.scheduler_config, torch.randn(4, 3, 16, 16), 4)
     assert out.device.type == "cuda" and torch.isfinite(out).all()
@@ -43,7 +43,7 @@ def test_teacher_parametrised_student_runs_on_cuda(teacher):
 
 
 def test_progressive_distillation_round_on_cuda(teacher, tmp_path):
-    from lines_model import pd_training
+    from lines_model.methods.pd import distill as pd_training
     from lines_model.generation import generate
 
     generate(teacher, tmp_path / "pairs", count=16, stream=0, sampler="ddim", steps=2, order=1, seed=0, batch_size=8, shard_size=8)
@@ -62,11 +62,15 @@ def test_evaluation_generators_and_trajectory_on_cuda(teacher, tmp_path):
                                  evaluate=dataclasses.replace(params.evaluate, pd_steps=(2,), lines_steps=(1, 2)),
                                  pairs=dataclasses.replace(params.pairs, steps=4, order=2))
     s = init_student(dataclasses.replace(params.student, init="teacher"), (3, 16, 16), teacher)
-    for kind in ("lines", "baseline"):
-        save_student(s, tmp_path / kind, {"kind": kind})
-    save_student(teacher.unet, tmp_path / "pd" / "2step", {"kind": "progressive", "steps": 2}, teacher.scheduler_config)
-    specs, lines = evaluation.build_generators(params, teacher, lines_dir=tmp_path / "lines", baseline_dir=tmp_path / "baseline",
-                                               pd_dir=tmp_path / "pd", device=CUDA)
+    from lines_model.methods import registry
+    from lines_model.methods.base import Layout
+
+    layout = Layout(tmp_path)
+    for method in ("lines", "baseline"):
+        save_student(s, layout.model(method), {"method": method})
+    save_student(teacher.unet, layout.model("pd") / "2step", {"method": "pd", "steps": 2}, teacher.scheduler_config)
+    specs = registry.generators(params, teacher, layout, device=CUDA)
+    lines = next(g.model for g in specs if g.name == "lines_1step")
     noise = torch.randn(4, 3, 16, 16)
     for spec in specs:
         assert spec.images(noise, 2).shape == (4, 3, 16, 16), spec.name

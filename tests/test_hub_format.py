@@ -13,7 +13,9 @@ import torch
 from diffusers import DDPMScheduler
 
 from conftest import make_tiny_teacher, shipped_params
-from lines_model import generation, generators, noise, noise_schedule, parametrisation, pd_training, progressive
+from lines_model import generation, noise, noise_schedule, parametrisation
+from lines_model.methods import registry
+from lines_model.methods.pd import distill as pd_training, target as progressive, teacher_generators
 from lines_model.config.runtime import RuntimeCfg
 from lines_model.students import load_scheduler_config, save_student
 from lines_model.teachers import load_teacher
@@ -92,6 +94,11 @@ def test_an_ideal_pd_student_of_a_hub_format_teacher_reloads_onto_the_teachers_r
     torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
 
 
+def _with_pd_start(steps: int):
+    p = shipped_params()
+    return dataclasses.replace(p, pd=dataclasses.replace(p.pd, start_steps=steps, end_steps=1))
+
+
 def _distil_two_rounds(tmp_path, teacher_folder):
     p = shipped_params()
     params = dataclasses.replace(
@@ -124,9 +131,9 @@ def test_pd_rounds_from_a_hub_format_teacher_match_those_from_a_folder_with_the_
             assert json.loads((out / f"{n}step" / "lines_model.json").read_text())["prediction_type"] == "epsilon_bounded"
             assert load_scheduler_config(out / f"{n}step")["prediction_type"] == "epsilon_bounded"
         cpu = torch.device("cpu")
-        g_hub = generators.load(out_hub / f"{n}step", device=cpu, runtime_cfg=rt)
-        g_keyed = generators.load(out_keyed / f"{n}step", device=cpu, runtime_cfg=rt)
-        ddim = generators.teacher_on_pd_grid(teacher, 2 * n, device=cpu, runtime_cfg=rt)
+        g_hub = registry.load(out_hub / f"{n}step", device=cpu, runtime_cfg=rt)
+        g_keyed = registry.load(out_keyed / f"{n}step", device=cpu, runtime_cfg=rt)
+        ddim = teacher_generators(_with_pd_start(2 * n), teacher, device=cpu, runtime_cfg=rt)[0]
         x_hub, x_keyed, x_teacher = g_hub(z), g_keyed(z), ddim(z)
         assert torch.equal(x_hub, x_keyed)
         assert (x_hub - x_teacher).pow(2).mean() == (x_keyed - x_teacher).pow(2).mean()

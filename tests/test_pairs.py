@@ -13,7 +13,9 @@ import pytest
 import torch
 
 from conftest import shipped_params
-from lines_model import evaluation, generation, noise, pairs
+from lines_model import generation, noise, pairs
+from lines_model.methods import registry
+from lines_model.methods.base import Layout
 from lines_model.students import init_student, save_student
 from lines_model.teachers import load_teacher
 
@@ -169,9 +171,8 @@ def test_the_evaluations_teacher_row_runs_at_the_pairs_precision(teacher, tmp_pa
 
 def _teacher_spec(params, teacher, tmp_path, precision):
     s = init_student(dataclasses.replace(params.student, init="teacher"), (3, 16, 16), teacher)
-    for kind in ("lines", "baseline"):
-        save_student(s, tmp_path / kind, {"kind": kind})
-    specs, _ = evaluation.build_generators(params, teacher, lines_dir=tmp_path / "lines", baseline_dir=tmp_path / "baseline",
-                                           pd_dir=tmp_path / "pd", device=torch.device("cpu"), pairs_precision=precision)
+    for method in ("lines", "baseline"):
+        save_student(s, Layout(tmp_path).model(method), {"method": method})
+    specs = registry.generators(params, teacher, Layout(tmp_path), device=torch.device("cpu"), pairs_precision=precision)
     assert specs[0].name == "teacher"
     return specs[0]

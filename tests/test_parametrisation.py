@@ -10,7 +10,8 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from lines_model import parametrisation, progressive
+from lines_model import parametrisation
+from lines_model.methods.pd import target as progressive
 from lines_model.students import LinesStudent
 from oracle import GaussianOracle
 

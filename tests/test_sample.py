@@ -71,11 +71,12 @@ def test_errors_are_one_line_naming_the_problem(folders, tmp_path):
 
 def test_single_images_are_the_models_pixels_whatever_the_batch_size(folders, tmp_path):
     """--single writes exactly the generated images (uint8 of the [0, 1] values), and batching changes nothing."""
-    from lines_model import generators, noise as noise_mod
+    from lines_model import noise as noise_mod
+    from lines_model.methods import registry
 
     main([str(folders / "lines"), "-n", "5", "--seed", "2", "-o", str(tmp_path / "a"), "--single", "--batch-size", "2"])
     main([str(folders / "lines"), "-n", "5", "--seed", "2", "-o", str(tmp_path / "b"), "--single", "--batch-size", "5"])
-    g = generators.load(folders / "lines")
+    g = registry.load(folders / "lines")
     want = g.images(noise_mod.noise_for(range(5), g.sample_shape, 2, noise_mod.EVAL), 5)
     for i in range(5):
         a, b = _png(tmp_path / "a" / f"{i:05d}.png"), _png(tmp_path / "b" / f"{i:05d}.png")

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from conftest import ROOT, micro_params, shipped_params
-from lines_model import generators, noise as noise_mod
+from lines_model import noise as noise_mod
+from lines_model.methods import registry
 from lines_model.config import parse_params
 from lines_model.evaluation import Features
 from lines_model.sample import main as sample_main
@@ -30,7 +31,7 @@ def test_scoring_a_students_own_samples_gives_the_evaluations_numbers(tiny_teach
     np.save(tmp_path / "ref.npy", reference)
 
     # What the evaluation computes for this student on the sample CLI's noise.
-    g = generators.load(tmp_path / "lines", steps=2)
+    g = registry.load(tmp_path / "lines", steps=2)
     feats = Features(params.evaluate)
     want = feats.metrics(feats(g.images(noise_mod.noise_for(range(40), g.sample_shape, 5, noise_mod.EVAL), 16)),
                          feats(_unit(reference)))

@@ -12,7 +12,7 @@ from diffusers import DDPMScheduler
 import dataclasses
 
 from conftest import shipped_params
-from lines_model import progressive
+from lines_model.methods.pd import target as progressive
 from lines_model.config.students import BaselineCfg
 from lines_model.losses import BaselineLoss, LinesLoss, distance, sample_t
 from lines_model.students import LinesStudent, build_unet
@@ -190,8 +190,8 @@ def test_pd_target_reproduces_two_teacher_steps(prediction):
     class Grab:
         pass
 
-    loss = progressive.ProgressiveLoss(teacher, prediction, "v_prediction", cfg, N, "mse")
-    import lines_model.progressive as P
+    loss = progressive.PDLoss(teacher, prediction, "v_prediction", cfg, N, "mse")
+    import lines_model.methods.pd.target as P
 
     orig = P.distance
     P.distance = lambda out, target, kind: captured.setdefault("target", target).sum() * 0
@@ -229,7 +229,7 @@ def test_pd_targets_stay_fp32_under_bf16_autocast(tiny_teacher, monkeypatch):
             return type("O", (), {"sample": torch.zeros_like(z)})()
 
     clean = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
-    loss = progressive.ProgressiveLoss(teacher.unet, cfg["prediction_type"], "v_prediction", cfg, 2, "mse")
+    loss = progressive.PDLoss(teacher.unet, cfg["prediction_type"], "v_prediction", cfg, 2, "mse")
     loss(Student(), None, clean, torch.Generator().manual_seed(1))
     t = torch.full((8,), 500)
     with torch.autocast("cpu", dtype=torch.bfloat16):

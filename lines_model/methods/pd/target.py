@@ -15,7 +15,7 @@ sigma_t = sqrt(1 - alpha_bar).
 from __future__ import annotations
 
 import torch
-from lines_model import parametrisation, noise_schedule
+from lines_model import noise_schedule, parametrisation
 from lines_model.losses import distance
 
 
@@ -81,7 +81,7 @@ def sample(net, scheduler_config: dict, noise: torch.Tensor, steps: int, *, pred
     return z
 
 
-class ProgressiveLoss:
+class PDLoss:
     """Loss of one round: the student's one step from z_t must land where two teacher steps land.
 
     For the student step t -> t'' (teacher: t -> t' -> t''), the target is the x_tilde that makes

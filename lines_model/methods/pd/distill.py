@@ -1,7 +1,7 @@
 """Progressive distillation as a procedure: rounds of the shared training loop.
 
 Round by round, a student initialised from the current teacher learns to match two teacher DDIM
-steps with one (progressive.ProgressiveLoss), from pd.start_steps down to pd.end_steps. Every
+steps with one (target.PDLoss), from pd.start_steps down to pd.end_steps. Every
 round's student is kept: `<out>/<N>step` is a diffusers folder whose scheduler config carries the
 student's prediction type (parametrisation.student_prediction of the teacher's). Finished rounds wait in a scratch folder keyed by what determines them,
 so a killed run resumes at the round it was in; they are removed once the output is written.
@@ -16,25 +16,12 @@ from pathlib import Path
 
 import torch
 
-from lines_model import atomic, pairs, parametrisation, progressive, runtime
+from lines_model import atomic, pairs, parametrisation, runtime
 from lines_model.config import Params
+from lines_model.methods.pd import target
 from lines_model.students import load_unet, save_student
 from lines_model.provenance import scratch_key
 from lines_model.training import train
-
-
-class CleanImages(torch.utils.data.Dataset):
-    """The teacher's images from the pairs, as the data distribution x of the distillation loss."""
-
-    def __init__(self, store: pairs.PairStore):
-        self.store = store
-
-    def __len__(self):
-        return len(self.store)
-
-    def __getitem__(self, i):
-        _, clean = self.store[i]
-        return clean, clean  # (unused, x): the loss draws its own eps
 
 
 def round_identity(params: Params, teacher_sha256: str, shards: dict, n: int) -> dict:
@@ -44,10 +31,12 @@ def round_identity(params: Params, teacher_sha256: str, shards: dict, n: int) ->
     return {"train": train_cfg, "teacher": teacher_sha256, "pairs": shards, "round": n}
 
 
-def distill(params: Params, teacher, *, pairs_dir: str | Path, out_dir: str | Path, scratch_dir: str | Path) -> None:
-    """Run every round and write each round's student to `out_dir/<N>step`."""
+def distill(params: Params, teacher, *, pairs_dir: str | Path, out_dir: str | Path, scratch_dir: str | Path,
+            entry: str | Path = __file__) -> None:
+    """Run every round and write each round's student to `out_dir/<N>step`; a round's scratch folder is
+    keyed by the code `entry` runs, among the rest."""
     pd = params.pd
-    data = CleanImages(pairs.PairStore(pairs_dir))
+    data = pairs.CleanImages(pairs.PairStore(pairs_dir))
     sched_cfg = dict(teacher.scheduler_config)
     # Every round's student starts as a copy of the network before it, so all read the teacher's output
     # the same way: v and x as they are, epsilon in a form that can reach an image in one step.
@@ -56,7 +45,7 @@ def distill(params: Params, teacher, *, pairs_dir: str | Path, out_dir: str | Pa
     net, net_prediction = teacher.unet, sched_cfg["prediction_type"]
     scratch, done = Path(scratch_dir), {}
     for i, n in enumerate(pd.round_steps()):
-        fp = scratch_key(round_identity(params, teacher.sha256, data.store.manifest.shards, n), entry=__file__,
+        fp = scratch_key(round_identity(params, teacher.sha256, data.store.manifest.shards, n), entry=entry,
                          sections=("teacher", "pd", "runtime"), precision=runtime.mixed_precision(params.runtime))
         folder = scratch / f"pd-{n}step-{fp}"
         if (folder / "diffusion_pytorch_model.safetensors").exists():
@@ -64,13 +53,13 @@ def distill(params: Params, teacher, *, pairs_dir: str | Path, out_dir: str | Pa
             student = load_unet(folder, next(net.parameters()).device)
         else:
             student = copy.deepcopy(net).float().train().requires_grad_(True)
-            loss = progressive.ProgressiveLoss(net.eval().requires_grad_(False), net_prediction, prediction, sched_cfg, n, pd.loss)
+            loss = target.PDLoss(net.eval().requires_grad_(False), net_prediction, prediction, sched_cfg, n, pd.loss)
             result = train(
                 student, loss, data, dataclasses.replace(pd, seed=pd.seed + i), params.runtime, steps=pd.iters_per_round,
                 checkpoint_dir=f"{folder}.ckpt", identity={"round": fp}, desc=f"pd {2 * n}->{n}",
             )
             student = result.ema_model
-            sidecar = {"kind": "progressive", "steps": n, "teacher_steps": 2 * n, "final_loss": result.final_loss,
+            sidecar = {"method": "pd", "steps": n, "teacher_steps": 2 * n, "final_loss": result.final_loss,
                        "prediction_type": prediction,
                        "config": dataclasses.asdict(pd), "teacher": teacher.source}
             save_student(student, folder, sidecar, student_sched_cfg)
