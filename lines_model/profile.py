@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from lines_model import atomic
-from lines_model.cli import ArgumentParser, fail
+from lines_model.cli import ArgumentParser, check_writable, fail
 from lines_model.config import parse_params
 from lines_model.errors import ConfigError, InputError
 
@@ -51,6 +51,7 @@ def main(argv=None) -> None:
     p.add_argument("-o", "--out", type=Path, required=True, help="the full params file to write (validated first)")
     args = p.parse_args(argv)
     try:
+        check_writable(args.out, "--out")
         merged = merged_params(args.profile, args.base)
         parse_params(merged)
     except ConfigError as e:

@@ -12,18 +12,30 @@ the `evaluate` section of the params file, so the numbers are the ones `metrics/
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from lines_model import atomic
-from lines_model.cli import ArgumentParser, fail
+from lines_model.cli import ArgumentParser, check_writable, fail
 from lines_model.errors import InputError
 from lines_model.imaging import to_unit
 
 SUFFIXES = (".png",)
+# Below this many images in a set the scores are strongly biased (FID's bias grows as the feature
+# dimension over the count) and noisy: a warning says so, the scores are still printed.
+WARN_BELOW = 500
+NEEDS = f"""How many images the metrics need, in each of the two sets (k: evaluate.prc_neighborhood):
+  FID        at least 2 (a covariance of the features)
+  KID        at least 2; its subsets hold evaluate.kid_subset_size images, cut to the smaller set's count
+  precision  more than k: each image's k nearest neighbours; the standard errors look for them within
+  recall     halves of a set, so a set needs at least 2 (k + 1) images
+Below {WARN_BELOW} images in a set the scores are strongly biased (FID upwards) and noisy: compare
+only scores made with the same counts."""
 
 
 def read_images(path: str | Path) -> torch.Tensor:
@@ -64,6 +76,33 @@ def heldout_reference(params) -> torch.Tensor:
     return to_unit(reference)
 
 
+def minimum_count(prc_neighborhood: int) -> int:
+    """The fewest images a set may hold: precision and recall need each image's `prc_neighborhood`
+    nearest neighbours, and their standard errors look for them within halves of the set, so a half
+    must hold more than that (uncertainty.shared_replicates); FID and KID need 2."""
+    return max(2, 2 * (prc_neighborhood + 1))
+
+
+def check_counts(images: tuple[str, int], reference: tuple[str, int], cfg) -> list[str]:
+    """Refuse a set too small to score, naming it and the count the metrics need; return the warnings
+    for sets small enough to bias the scores. `images`, `reference`: (what the set is, its count)."""
+    need = minimum_count(cfg.prc_neighborhood)
+    for what, n in (images, reference):
+        if n < need:
+            raise InputError(f"{what}: {n} image{'s' * (n != 1)}, too few to score: the metrics need at least {need} "
+                             f"in each set (precision and recall find each image's {cfg.prc_neighborhood} nearest "
+                             "neighbours within halves of a set)")
+    warnings, smallest = [], min(images[1], reference[1])
+    if smallest < WARN_BELOW:
+        warnings.append(f"{images[1]} images against {reference[1]}: with fewer than {WARN_BELOW} images in a set "
+                        "the scores are strongly biased (FID upwards) and noisy; compare only scores made with the "
+                        "same counts")
+    if cfg.kid_subset_size > smallest:
+        warnings.append(f"KID uses subsets of {smallest} images, the smaller set's count, "
+                        f"instead of {cfg.kid_subset_size}")
+    return warnings
+
+
 def score(images01: torch.Tensor, reference01: torch.Tensor, params) -> dict[str, float]:
     from lines_model.evaluation import Features
 
@@ -74,7 +113,8 @@ def score(images01: torch.Tensor, reference01: torch.Tensor, params) -> dict[str
 
 
 def main(argv=None) -> None:
-    p = ArgumentParser(prog="python -m lines_model score", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="python -m lines_model score", description=__doc__.splitlines()[0], epilog=NEEDS,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", type=Path, help="a folder of PNGs or a uint8 .npy of the images to score")
     p.add_argument("--reference", required=True, help="'heldout' (the evaluation's teacher images), a folder of PNGs or a uint8 .npy")
     p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file whose evaluate section sets the metrics (default: params.yaml)")
@@ -83,13 +123,18 @@ def main(argv=None) -> None:
     from lines_model.config import load_params
 
     try:
+        if args.out is not None:
+            check_writable(args.out, "--out")  # before the scoring, which takes minutes on large sets
         params = load_params(args.params)
         images = read_images(args.images)
         reference = heldout_reference(params) if args.reference == "heldout" else read_images(args.reference)
+        counts = (str(args.images), len(images)), (f"--reference {args.reference}", len(reference))
+        for line in check_counts(*counts, params.evaluate):
+            print(f"warning: {line}", file=sys.stderr)
         scores = score(images, reference, params)
     except (InputError, FileNotFoundError) as e:
         fail(str(e))
-    except ValueError as e:  # too few images for the metric settings, named by the metric code
+    except ValueError as e:  # a metric's own refusal of its inputs, should one get past the checks above
         fail(str(e))
     for k in ("fid", "kid", "precision", "recall"):
         print(f"{k:<10} {scores[k]:.4f} ± {scores[f'{k}_se']:.4f}")

@@ -21,7 +21,7 @@ from pathlib import Path
 from lines_model import atomic, runtime
 from lines_model.compare import paired as paired_differences, replicate, summarise, table
 from lines_model.config import load_params
-from lines_model.cli import ArgumentParser, fail
+from lines_model.cli import ArgumentParser, check_writable, fail
 from lines_model.errors import InputError, TrainingDiverged
 from lines_model.methods.base import Layout
 
@@ -45,6 +45,7 @@ def main(argv=None) -> None:
     if len(set(args.seeds)) < 2:
         p.error("--seeds: at least two distinct seeds are needed for a standard error")
     try:
+        check_writable(args.out, "--out")  # before the seeds are trained, which takes the longest
         params = load_params(args.params)
         runtime.set_threads(params.runtime)
         runs = []

@@ -114,3 +114,87 @@ def test_entry_points_refuse_bad_inputs_with_one_line(folders, tmp_path):
     out = str(tmp_path / "x.png")
     _one_line_exit_2(run("-m", "lines_model.sample", str(folders / "lines"), "-n", "2", "-o", out), "diffusion_pytorch_model.safetensors")
     _one_line_exit_2(run("-m", "lines_model.sample", str(tmp_path / "nowhere"), "-n", "2", "-o", out), "nowhere: not a folder")
+
+
+# The command-line usages that are wrong rather than damaged: (argv of `python -m lines_model`, the start of
+# the line it must print). {lines} is a student folder, {teacher} a teacher folder, {tmp} the test's folder,
+# which holds `afile` (a file), `adir` and `adir.png` (folders) and uint8 image arrays of 1, 2 and 40 images.
+USAGES = [
+    (["sample", "{lines}", "--seed", "-1", "-o", "{tmp}/a.png"],
+     "error: --seed: must be at least 0, got -1"),
+    (["sample", "{lines}", "-o", "/proc/a.png"],
+     "error: --out: /proc/a.png cannot be written: /proc takes no new file"),
+    (["sample", "{lines}", "-o", "{tmp}/afile/x.png"],
+     "error: --out: {tmp}/afile is a file, so {tmp}/afile/x.png cannot be written"),
+    (["sample", "{lines}", "-o", "{tmp}/afile/deeper/x.png"],
+     "error: --out: {tmp}/afile is a file, so {tmp}/afile/deeper/x.png cannot be written"),
+    (["sample", "{lines}", "-o", "{tmp}/adir"],
+     "error: --out: {tmp}/adir must end in .png (a PNG grid)"),
+    (["sample", "{lines}", "-o", "{tmp}/adir.png/"],
+     "error: --out: {tmp}/adir.png is a folder; expected a file name"),
+    (["sample", "{lines}", "--single", "-o", "{tmp}/grid.png"],
+     "error: --out: {tmp}/grid.png names an image file; with --single it is the folder"),
+    (["sample", "{lines}", "--single", "-o", "{tmp}/afile/x"],
+     "error: --out: {tmp}/afile is a file, so {tmp}/afile/x cannot be written"),
+    (["sample", "{teacher}", "--sampler", "ddim", "--order", "2", "-o", "{tmp}/a.png"],
+     "error: --order: only for the dpmsolver++ sampler; the teacher samples with ddim here (--sampler ddim)"),
+    (["sample", "{teacher}", "--sampler", "ddim", "--lambda-min", "-4", "-o", "{tmp}/a.png"],
+     "error: --lambda-min: only for the dpmsolver++ sampler; the teacher samples with ddim here (--sampler ddim)"),
+    (["sample", "{teacher}", "--lambda-min", "nan", "-o", "{tmp}/a.png"],
+     "error: argument --lambda-min: expected a finite number or none"),
+    (["sample", "{teacher}", "--params", "{tmp}/missing.yaml", "-o", "{tmp}/a.png"],
+     "error: --params: {tmp}/missing.yaml: no such file"),
+    (["sample", "{lines}", "--order", "2", "-o", "{tmp}/a.png"],
+     "error: --order: only for a teacher; {lines} is not a teacher model folder"),
+    (["sample", "{lines}", "--sampler", "ddim", "-o", "{tmp}/a.png"],
+     "error: --sampler: only for a teacher; {lines} is not a teacher model folder"),
+    (["score", "{tmp}/40.npy", "--reference", "{tmp}/40.npy", "-o", "{tmp}/adir"],
+     "error: --out: {tmp}/adir is a folder; expected a file name"),
+    (["score", "{tmp}/40.npy", "--reference", "{tmp}/40.npy", "-o", "{tmp}/afile/s.json"],
+     "error: --out: {tmp}/afile is a file, so {tmp}/afile/s.json cannot be written"),
+    (["score", "{tmp}/1.npy", "--reference", "{tmp}/40.npy"],
+     "error: {tmp}/1.npy: 1 image, too few to score: the metrics need at least 8 in each set "
+     "(precision and recall find each image's 3 nearest neighbours within halves of a set)"),
+    (["score", "{tmp}/2.npy", "--reference", "{tmp}/40.npy"],
+     "error: {tmp}/2.npy: 2 images, too few to score: the metrics need at least 8 in each set"),
+    (["score", "{tmp}/40.npy", "--reference", "{tmp}/2.npy"],
+     "error: --reference {tmp}/2.npy: 2 images, too few to score"),
+    (["profile", "profiles/cifar10.yaml", "-o", "{tmp}/afile/p.yaml"],
+     "error: --out: {tmp}/afile is a file, so {tmp}/afile/p.yaml cannot be written"),
+]
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("argv, message", USAGES, ids=[" ".join(u[0][:1] + u[0][2:]) for u in USAGES])
+def test_a_wrong_command_line_is_one_line_exit_2_and_writes_nothing(folders, tiny_teacher, tmp_path, monkeypatch,
+                                                                    capsys, argv, message):
+    import numpy as np
+
+    from lines_model.__main__ import main
+
+    if "/proc/" in " ".join(argv) and not Path("/proc/self").is_dir():
+        pytest.skip("no /proc on this system")
+    (tmp_path / "afile").write_bytes(b"x")
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "adir.png").mkdir()
+    for n in (1, 2, 40):
+        np.save(tmp_path / f"{n}.npy", np.random.default_rng(n).integers(0, 256, size=(n, 3, 16, 16), dtype=np.uint8))
+    monkeypatch.chdir(ROOT)  # the shipped params.yaml: the teacher's sampler settings and score's metric settings
+    names = {"{tmp}": str(tmp_path), "{lines}": str(folders / "lines"), "{teacher}": str(tiny_teacher)}
+
+    def fill(text: str) -> str:
+        for name, value in names.items():
+            text = text.replace(name, value)
+        return text
+
+    before = _tree(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main([fill(a) for a in argv])
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert e.value.code == 2 and len(lines) == 1 and lines[0].startswith(fill(message)), err
+    assert "prc_neighborhood" not in err  # not a key the user set, so not what a refusal names
+    assert _tree(tmp_path) == before  # nothing written, not even a folder on the way

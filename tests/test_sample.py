@@ -113,3 +113,37 @@ def test_every_wrong_usage_is_one_line_and_exit_2(folders, tmp_path, capsys, ext
         main(argv)
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1 and err.startswith(message.replace("{tmp}", str(tmp_path))), err
+
+
+def test_the_teacher_samples_as_the_pipelines_pairs(tiny_teacher, tmp_path, monkeypatch):
+    """With no sampler flags, the teacher is the pairs' sampler of params.yaml (sampler, steps, order,
+    lambda_min, precision): on the pairs' own noise its images are the pairs' teacher images."""
+    import yaml
+
+    from conftest import micro_params
+    from lines_model import generation, noise as noise_mod
+    from lines_model.config import parse_params
+    from lines_model.imaging import to_unit
+    from lines_model.pairs import PairStore
+
+    p = parse_params(yaml.safe_load(micro_params())).pairs
+    assert p.sampler == "dpmsolver++" and p.lambda_min is not None  # the settings a plain default would miss
+    teacher = load_teacher(str(tiny_teacher))
+    generation.generate(teacher, tmp_path / "heldout", count=4, stream=noise_mod.HELDOUT, sampler=p.sampler,
+                        steps=p.steps, order=p.order, lambda_min=p.lambda_min, seed=p.seed, batch_size=4, shard_size=4)
+    clean = to_unit(PairStore(tmp_path / "heldout").take(range(4))[1])
+    want = (clean.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()  # as the PNGs hold them
+    (tmp_path / "params.yaml").write_text(micro_params())
+    monkeypatch.chdir(tmp_path)  # the params.yaml the sampler settings are read from
+
+    def sample(name, *flags):
+        main([str(tiny_teacher), "--heldout", "heldout", "-n", "4", "--batch-size", "4", "--single", "-o", name,
+              *flags])
+        return np.stack([_png(tmp_path / name / f"{i:05d}.png") for i in range(4)])
+
+    assert np.array_equal(sample("pairs"), want)
+    # Each flag still overrides its setting, and a plain grid (the former default) is another sampler.
+    assert not np.array_equal(sample("plain", "--lambda-min", "none"), want)
+    assert not np.array_equal(sample("order1", "--order", "1"), want)
+    assert np.array_equal(sample("explicit", "--sampler", p.sampler, "--steps", str(p.steps), "--order", str(p.order),
+                                 "--lambda-min", str(p.lambda_min)), want)

@@ -63,3 +63,33 @@ def test_bad_images_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys, image
         score_main([str(tmp_path / images), "--reference", str(tmp_path / "bad.npy")])
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_few_images_are_scored_with_a_warning_and_too_few_refused_by_count(tmp_path, monkeypatch, capsys):
+    """The smallest scorable set holds 2 (prc_neighborhood + 1) images: precision and recall's errors find the k
+    nearest neighbours within halves. At that count the scores print, with a warning that they are
+    biased and that KID's subsets are cut; one image fewer is refused naming the count it needs."""
+    from lines_model.score import WARN_BELOW, minimum_count
+
+    monkeypatch.chdir(ROOT)
+    k = shipped_params().evaluate.prc_neighborhood
+    need = minimum_count(k)
+    assert need == 2 * (k + 1) and need < WARN_BELOW
+    rng = np.random.default_rng(0)
+    for n in (need - 1, need, 40):
+        np.save(tmp_path / f"{n}.npy", rng.integers(0, 256, size=(n, 3, 16, 16), dtype=np.uint8))
+    score_main([str(tmp_path / f"{need}.npy"), "--reference", str(tmp_path / "40.npy")])
+    out, err = capsys.readouterr()
+    kid_subset = shipped_params().evaluate.kid_subset_size
+    assert err.splitlines() == [
+        f"warning: {need} images against 40: with fewer than {WARN_BELOW} images in a set the scores are strongly "
+        "biased (FID upwards) and noisy; compare only scores made with the same counts",
+        f"warning: KID uses subsets of {need} images, the smaller set's count, instead of {kid_subset}",
+    ]
+    assert out.splitlines()[-1] == f"({need} images against 40; evaluate settings of params.yaml)"
+    with pytest.raises(SystemExit) as e:
+        score_main([str(tmp_path / f"{need - 1}.npy"), "--reference", str(tmp_path / "40.npy")])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path / f'{need - 1}.npy'}: {need - 1} images, too few to score: the metrics need at least {need} "
+        f"in each set (precision and recall find each image's {k} nearest neighbours within halves of a set)\n")
