@@ -63,9 +63,11 @@ class Checkpoint:
     def __init__(self, folder: str | Path, fingerprint: str):
         self.folder, self.fingerprint = Path(folder), fingerprint
 
-    def save(self, model, ema: EMAModel, opt, sched, step: int, losses: list[float]) -> None:
+    def save(self, model, ema: EMAModel, opt, sched, step: int, losses: list[float], hook=None) -> None:
         with atomic.atomic_dir(self.folder) as tmp:
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+            if hook is not None:
+                save_file({k: v.contiguous() for k, v in hook.state_dict().items()}, tmp / "hook.safetensors")
             ema_sd = {f"p{i}": p.detach().contiguous() for i, p in enumerate(ema.shadow_params)}
             save_file(ema_sd, tmp / "ema.safetensors")
             torch.save({"opt": opt.state_dict(), "sched": sched.state_dict()}, tmp / "optimizer.pt")
@@ -73,7 +75,7 @@ class Checkpoint:
                 json.dumps({"fingerprint": self.fingerprint, "step": step, "ema_step": ema.optimization_step, "losses": losses})
             )
 
-    def load(self, model, ema: EMAModel, opt, sched) -> tuple[int, list[float]] | None:
+    def load(self, model, ema: EMAModel, opt, sched, hook=None) -> tuple[int, list[float]] | None:
         state_path = self.folder / "state.json"
         if not state_path.exists():
             return None
@@ -82,6 +84,8 @@ class Checkpoint:
             print(f"{self.folder}: checkpoint was made with other params or data; starting afresh")
             return None
         model.load_state_dict(load_file(self.folder / "model.safetensors"))
+        if hook is not None:
+            hook.load_state_dict(load_file(self.folder / "hook.safetensors"))
         ema_sd = load_file(self.folder / "ema.safetensors")
         for i, p in enumerate(ema.shadow_params):
             p.data.copy_(ema_sd[f"p{i}"])
@@ -106,13 +110,17 @@ def train(
     identity: dict,
     live=None,
     on_epoch_end: Callable[[int, torch.nn.Module], None] | None = None,
+    hook: torch.nn.Module | None = None,
     desc: str = "train",
 ) -> TrainResult:
     """Train `model` on `dataset` items (noise, clean) with `loss_fn(net, noise, clean, generator)`
     for exactly `steps` optimizer steps, or for `epochs` epochs (give one); the learning rate
     warms up and decays over the whole run. `identity` is what else determines the result (the
     caller's data, network and code); a checkpoint in `checkpoint_dir` is continued only when it
-    and the result-changing settings match."""
+    and the result-changing settings match.
+
+    `hook` is state a method keeps beside the network, such as a target network: its
+    `after_step(net)` runs after every optimizer step, and its state_dict is checkpointed with the run."""
     if (steps is None) == (epochs is None):
         raise ValueError("train: give exactly one of steps and epochs")
     acc = rt.accelerator(runtime)
@@ -141,11 +149,13 @@ def train(
     full_identity = {"train": cfg.identity(), "steps": steps, **identity, "world": acc.num_processes,
                      "precision": rt.mixed_precision(runtime)}
     ckpt = Checkpoint(checkpoint_dir, fingerprint(full_identity))
-    resumed = ckpt.load(model, ema, opt, sched)
+    resumed = ckpt.load(model, ema, opt, sched, hook)
     step, losses = resumed if resumed else (0, [])
     if resumed and acc.is_main_process:
         print(f"{desc}: resuming at step {step} of {steps} from {checkpoint_dir}", flush=True)
     ema.to(device)
+    if hook is not None:
+        hook.to(device)
     net, opt = acc.prepare(model, opt)
     if runtime.compile and device.type == "cuda":
         net = torch.compile(net)
@@ -181,6 +191,8 @@ def train(
             sched.step()
             opt.zero_grad(set_to_none=True)
             ema.step(acc.unwrap_model(net).parameters())
+            if hook is not None:
+                hook.after_step(acc.unwrap_model(net))
             step += 1
             losses.append(acc.reduce(loss.detach(), reduction="mean").item())
             bar.update(1)
@@ -188,13 +200,13 @@ def train(
             if live is not None and acc.is_main_process and step % cfg.log_every == 0:
                 _log(live, losses[-cfg.log_every :], sched.get_last_lr()[0])
             if acc.is_main_process and step % cfg.checkpoint_every == 0:
-                ckpt.save(acc.unwrap_model(net), ema, opt, sched, step, losses)
+                ckpt.save(acc.unwrap_model(net), ema, opt, sched, step, losses, hook)
         if on_epoch_end is not None and acc.is_main_process:
             on_epoch_end(epoch, ema_copy(acc.unwrap_model(net), ema))
         epoch += 1
     bar.close()
     if acc.is_main_process:
-        ckpt.save(acc.unwrap_model(net), ema, opt, sched, step, losses)
+        ckpt.save(acc.unwrap_model(net), ema, opt, sched, step, losses, hook)
     acc.wait_for_everyone()
     return TrainResult(steps=step, final_loss=float(np.mean(losses[-50:])) if losses else float("nan"), ema_model=ema_copy(acc.unwrap_model(net), ema))
 

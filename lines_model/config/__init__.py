@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from lines_model.config.cd import CDCfg
 from lines_model.config.evaluate import EvaluateCfg
 from lines_model.config.pairs import PairsCfg
 from lines_model.config.pd import PDCfg
@@ -40,6 +41,7 @@ class Params:
     train_lines: LinesCfg
     train_baseline: BaselineCfg
     pd: PDCfg
+    cd: CDCfg
     evaluate: EvaluateCfg
     runtime: RuntimeCfg
 
@@ -60,6 +62,9 @@ class Params:
             raise ConfigError(f"evaluate.prc_neighborhood: {e.prc_neighborhood} must be below half of evaluate.count and of evaluate.data_count, and below evaluate.reference")
         if e.feature_extractor == "shapes-features" and not e.feature_dir:
             raise ConfigError("evaluate.feature_dir: the shapes-features extractor needs its weights folder")
+        if any(not 1 <= k <= 1 + len(self.cd.sampling_sigmas) for k in e.cd_steps):
+            raise ConfigError(f"evaluate.cd_steps: step counts must lie in 1..{1 + len(self.cd.sampling_sigmas)} "
+                              f"(1 + the noise levels of cd.sampling_sigmas), got {list(e.cd_steps)}")
         if any(k < 1 for k in e.lines_steps):
             raise ConfigError(f"evaluate.lines_steps: step counts must be >= 1, got {list(e.lines_steps)}")
         if any(not 0.0 <= t <= 1.0 for t in e.trajectory_ts):

@@ -31,6 +31,7 @@ class EvaluateCfg:
     batch_size: int = field(min=1)  # generation batch
     lines_steps: tuple[int, ...]  # Lines k-step variants evaluated
     pd_steps: tuple[int, ...]  # progressive-distillation students evaluated (their step counts)
+    cd_steps: tuple[int, ...]  # consistency-model sampling step counts evaluated
     grid_columns: int = field(min=1)
     trajectory_samples: int = field(min=1)  # rows (pairs of rows) of the trajectory figure
     trajectory_ts: tuple[float, ...]

@@ -75,6 +75,9 @@ class Method:
     curves: bool = True  # training writes a dvclive loss curve (layout.loss_curve)
     trajectory: bool = False  # its 1-step generator is a LinesStudent S(X_t, t): the trajectory figure
     aliases: tuple[str, ...] = field(default=())  # earlier names of the method in sidecars
+    names: Callable[[Params], list[str]] | None = None  # its generators' names, where not <name>_<k>step
 
     def generator_names(self, params: Params) -> list[str]:
+        if self.names is not None:
+            return self.names(params)
         return [generator_name(self.name, k) for k in self.steps(params)]

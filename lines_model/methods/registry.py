@@ -8,11 +8,11 @@ from pathlib import Path
 from lines_model.config import Params
 from lines_model.errors import InputError
 from lines_model.generators import Generator
-from lines_model.methods import baseline, lines, pd
+from lines_model.methods import baseline, cd, lines, pd
 from lines_model.methods.base import Layout, Method
 from lines_model.students import read_sidecar
 
-METHODS: tuple[Method, ...] = (lines.METHOD, baseline.METHOD, pd.METHOD)
+METHODS: tuple[Method, ...] = (lines.METHOD, baseline.METHOD, pd.METHOD, cd.METHOD)
 
 
 def by_name(name: str) -> Method:
