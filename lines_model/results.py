@@ -1,4 +1,4 @@
-"""The results table: every generator's metrics from metrics/evaluate.json, as the README shows them.
+"""The results tables: the evaluation's (metrics/evaluate.json) and the seed comparison's, as the README shows them.
 
     python -m lines_model results                     # or: make results
     python -m lines_model results -i other/evaluate.json
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lines_model.errors import InputError
 from lines_model.files import read_json
+from lines_model.significance import format_p, seed_difference
 
 COLUMNS = ("generator", "NFE", "FID", "KID", "precision", "recall", "MSE", "PSNR dB", "ms/image (IQR)", "speedup")
 NEEDED = ("nfe", "fid", "fid_se", "kid", "kid_se", "precision", "precision_se", "recall", "recall_se", "mse", "mse_se", "psnr",
@@ -50,8 +51,10 @@ COMPARE_METRICS = {"fid": ("FID", 2), "kid": ("KID", 3), "precision": ("precisio
 def compare_table(summary: dict) -> str:
     """The markdown table of the seed comparison (the schema of metrics/compare.json): each
     generator's mean +- its standard error over seeds (in brackets the evaluation's own), and each
-    Lines-minus-baseline difference +- its total standard error, with that many standard errors."""
+    Lines-minus-baseline difference +- its total standard error, with that many standard errors,
+    its Welch-Satterthwaite degrees of freedom and its two-sided t-test p-value (`significance`)."""
     diffs = summary["difference"]
+    n_seeds = len(summary["seeds"])
     head = ["metric", *COMPARED, *(f"{k.replace('-', ' - ')}" for k in diffs)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for k, (label, digits) in COMPARE_METRICS.items():
@@ -60,8 +63,9 @@ def compare_table(summary: dict) -> str:
             m = summary[g][k]
             cells.append(f"{m['mean']:.{digits}f} ± {m['se']:.{digits}f} (± {m['eval_se']:.{digits}f})")
         for d in diffs.values():
-            m = d[k]
-            cells.append(f"{m['mean']:+.{digits}f} ± {m['total_se']:.{digits}f} ({abs(m['mean']) / m['total_se']:.1f} SE)")
+            t = seed_difference(d[k], n_seeds)
+            test = f"{t.n_se:.1f} SE, {t.dof:.0f} dof, {format_p(t.p)}"
+            cells.append(f"{t.mean:+.{digits}f} ± {t.se:.{digits}f} ({test})")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -77,6 +81,13 @@ def load(path: str | Path) -> dict[str, dict]:
     return metrics
 
 
+def load_compare(path: str | Path) -> dict:
+    summary = read_json(path, "the seed comparison (metrics/compare.json; run `make compare`)")
+    if not isinstance(summary, dict) or "difference" not in summary or not all(g in summary for g in COMPARED):
+        raise InputError(f"{path}: not the seed comparison's summary (no 'difference' or generators {', '.join(COMPARED)})")
+    return summary
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m lines_model results", description=__doc__.splitlines()[0])
     p.add_argument("-i", "--input", type=Path, default=None,
@@ -86,11 +97,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     try:
         if args.compare:
-            path = args.input or Path("metrics/compare.json")
-            summary = read_json(path, "the seed comparison (metrics/compare.json; run `make compare`)")
-            if not isinstance(summary, dict) or "difference" not in summary or not all(g in summary for g in COMPARED):
-                raise InputError(f"{path}: not the seed comparison's summary (no 'difference' or generators {', '.join(COMPARED)})")
-            print(compare_table(summary))
+            print(compare_table(load_compare(args.input or Path("metrics/compare.json"))))
         else:
             print(table(load(args.input or Path("metrics/evaluate.json"))))
     except InputError as e:

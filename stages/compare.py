@@ -9,7 +9,7 @@ for its extra trainings, while `dvc status` still reports it stale when a studen
 pairs, the models or the code change. It reads data/ and models/ (and the evaluation's paired
 differences, metrics/differences.json, when the evaluate stage wrote them), trains the students of
 the other seeds under scratch/compare (kept, so a rerun only evaluates), writes the summary
-(lines_model.compare) and prints the Lines-minus-baseline table.
+(lines_model.compare) and prints the Lines-minus-baseline table (lines_model.results).
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ import shutil
 from pathlib import Path
 
 from lines_model import atomic, runtime
-from lines_model.compare import replicate, summarise, table
+from lines_model.compare import replicate, summarise
 from lines_model.config import load_params
 from lines_model.cli import ArgumentParser, fail
 from lines_model.errors import InputError, TrainingDiverged
+from lines_model.results import compare_table, load_compare
 
 
 def main(argv=None) -> None:
@@ -39,7 +40,10 @@ def main(argv=None) -> None:
     if args.show:
         if not args.out.exists():
             fail(f"{args.out}: missing; `make compare` writes it")
-        print(table(json.loads(args.out.read_text())))
+        try:
+            print(compare_table(load_compare(args.out)))
+        except InputError as e:
+            fail(str(e))
         return
     if len(set(args.seeds)) < 2:
         p.error("--seeds: at least two distinct seeds are needed for a standard error")
@@ -58,7 +62,7 @@ def main(argv=None) -> None:
     # Each seed's own metrics: a record in DVC's cache (a plain output), not a metric, so `dvc exp show` stays readable.
     atomic.write_json(args.out.with_name(args.out.stem + "_runs.json"), dict(zip(map(str, args.seeds), runs)))
     shutil.rmtree(args.work / "scratch", ignore_errors=True)
-    print(table(summary))
+    print(compare_table(summary))
     print(f"wrote {args.out}")
 
 

@@ -57,17 +57,20 @@ def test_the_readme_compare_table_is_what_the_results_command_prints():
     assert printed in (ROOT / "README.md").read_text(), "README's comparison table differs from `results --compare`"
 
 
-def test_a_compare_row_shows_means_seed_and_evaluation_errors_and_the_differences_in_standard_errors():
+def test_a_compare_row_shows_means_seed_and_evaluation_errors_and_the_differences_with_dof_and_p():
     m = {"mean": 8.514, "se": 0.0758, "eval_se": 0.783}
-    summary = {"seeds": [0, 1], "lines_1step": {k: m for k in ("fid", "kid", "precision", "recall", "mse")},
+    summary = {"seeds": [0, 1, 2], "lines_1step": {k: m for k in ("fid", "kid", "precision", "recall", "mse")},
                "lines_2step": {k: m for k in ("fid", "kid", "precision", "recall", "mse")},
                "baseline_1step": {k: m for k in ("fid", "kid", "precision", "recall", "mse")},
-               "difference": {"lines_1step-baseline_1step": {k: {"mean": -1.2, "total_se": 0.4} for k in ("fid", "kid", "precision", "recall", "mse")}}}
+               "difference": {"lines_1step-baseline_1step": {k: {"mean": -1.2, "se": 0.24, "eval_se": 0.32}
+                                                             for k in ("fid", "kid", "precision", "recall", "mse")}}}
     fid_row = compare_table(summary).splitlines()[2]
-    assert fid_row == "| FID | 8.51 ± 0.08 (± 0.78) | 8.51 ± 0.08 (± 0.78) | 8.51 ± 0.08 (± 0.78) | -1.20 ± 0.40 (3.0 SE) |"
+    # total SE 0.40; dof 0.16^2 / (0.24^4 / 2) = 15.4; p of t = 3.0 at 15.4 dof.
+    assert fid_row == "| FID | 8.51 ± 0.08 (± 0.78) | 8.51 ± 0.08 (± 0.78) | 8.51 ± 0.08 (± 0.78) | -1.20 ± 0.40 (3.0 SE, 15 dof, p = 0.009) |"
 
 
 def test_a_file_that_is_not_the_comparison_is_refused_in_one_line():
     r = subprocess.run([sys.executable, "-m", "lines_model", "results", "--compare", "-i", str(ROOT / "metrics" / "evaluate.json")],
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not the seed comparison's summary" in r.stderr, r.stderr
+
