@@ -13,9 +13,9 @@ and reference images, from the evaluate stage's metrics/differences.json (the pi
 students; the evaluation design, not the seed, sets it); the two generators' errors share those
 samples and are positively correlated, so the paired error is smaller than both combined. Without
 that file it falls back to sqrt(eval_se_a^2 + eval_se_b^2), which overstates it (`paired_eval_se`
-in the summary says which). Its table (`lines_model.results.compare_table`) gives Lines minus
-baseline per metric, paired by seed, with its total standard error, degrees of freedom and p-value
-(`lines_model.significance`).
+in the summary says which). The summary also keeps each seed's own metrics (`runs`). Its table
+(`lines_model.results.compare_table`) gives Lines minus baseline per metric, paired by seed, with
+its total standard error, degrees of freedom and p-value (`lines_model.significance`).
 It reads the outputs of `dvc repro` (pairs, subset, students). The students of the other seeds
 are kept in a folder named by a fingerprint of what determines them (student and training
 settings, pairs, subset), so a rerun only evaluates and a changed default trains afresh.
@@ -113,4 +113,7 @@ def summarise(seeds: list[int], runs: list[dict], paired: dict | None = None) ->
             d[k] = m | {"eval_se": eval_se, "total_se": math.hypot(m["se"], eval_se)}
         out["difference"][f"{a}-{b}"] = d
     out["paired_eval_se"] = all(used_paired)
+    # Each seed's own metrics, kept with the summary in git. A list, which `dvc metrics show` leaves
+    # out (it shows numbers in nested objects only), so the metrics table stays readable.
+    out["runs"] = [{"seed": s} | r for s, r in zip(seeds, runs)]
     return out

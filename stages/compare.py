@@ -1,15 +1,16 @@
 """Stage compare: seed replicates of Lines vs the baseline on the pipeline's pairs (`make compare`).
 
     dvc repro compare/dvc.yaml      # what `make compare` runs; plain `dvc repro` leaves it out
-    python -m stages.compare [--seeds 0 1 2] [-o metrics/compare.json]   # each seed's metrics: metrics/compare_runs.json
+    python -m stages.compare [--seeds 0 1 2] [-o metrics/compare.json]
     python -m stages.compare --show                                      # the table of metrics/compare.json
 
 The stage of compare/dvc.yaml, a pipeline of its own so that the default `dvc repro` does not pay
 for its extra trainings, while `dvc status` still reports it stale when a student's params, the
 pairs, the models or the code change. It reads data/ and models/ (and the evaluation's paired
 differences, metrics/differences.json, when the evaluate stage wrote them), trains the students of
-the other seeds under scratch/compare (kept, so a rerun only evaluates), writes the summary
-(lines_model.compare) and prints the Lines-minus-baseline table (lines_model.results).
+the other seeds under scratch/compare (kept, so a rerun only evaluates), writes the summary with
+each seed's own metrics (lines_model.compare; its one output, kept in git so that a fresh clone is
+up to date without DVC's cache) and prints the Lines-minus-baseline table (lines_model.results).
 """
 
 from __future__ import annotations
@@ -59,8 +60,6 @@ def main(argv=None) -> None:
     paired = json.loads(args.differences.read_text()) if args.differences.exists() else None
     summary = summarise(list(args.seeds), runs, paired)
     atomic.write_json(args.out, summary)
-    # Each seed's own metrics: a record in DVC's cache (a plain output), not a metric, so `dvc exp show` stays readable.
-    atomic.write_json(args.out.with_name(args.out.stem + "_runs.json"), dict(zip(map(str, args.seeds), runs)))
     shutil.rmtree(args.work / "scratch", ignore_errors=True)
     print(compare_table(summary))
     print(f"wrote {args.out}")

@@ -1,7 +1,8 @@
-"""The seed-replicate summary: means, standard errors and paired differences."""
+"""The seed-replicate summary: means, standard errors, paired differences and each seed's own metrics."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -36,6 +37,13 @@ def test_differences_are_paired_by_seed():
     d = s["difference"]["lines_1step-baseline_1step"]["fid"]
     assert d["mean"] == pytest.approx(1.0) and d["se"] == pytest.approx(0.0) and d["total_se"] == pytest.approx(0.0)
     assert _significant(s)
+
+
+def test_the_summary_keeps_each_seeds_metrics_as_a_list():
+    # A list: `dvc metrics show` leaves it out, so the per-seed values add no columns to it.
+    runs = [_run(10.0, 11.0, eval_se=0.2), _run(20.0, 21.0, eval_se=0.3)]
+    s = summarise([4, 7], runs)
+    assert s["runs"] == [{"seed": 4} | runs[0], {"seed": 7} | runs[1]]
 
 
 def test_a_difference_within_noise_is_not_flagged():
@@ -95,3 +103,32 @@ def test_a_paired_evaluation_error_replaces_the_two_generators_errors_combined()
     assert s["paired_eval_se"] is True
     assert summarise([0, 1, 2], runs)["paired_eval_se"] is False
 
+
+def _outputs(stage: dict) -> list[str]:
+    return [next(iter(o)) if isinstance(o, dict) else o for kind in ("outs", "metrics", "plots") for o in stage.get(kind, [])]
+
+
+def test_a_fresh_clone_finds_the_comparison_current_without_dvcs_cache(tmp_path):
+    # `make repro` does not run compare/dvc.yaml, so a clone must find its outputs in git: an output in
+    # DVC's cache alone reads "not in cache" in `dvc status`, as if the comparison were stale.
+    import shutil
+    import subprocess
+
+    import yaml
+
+    from conftest import ROOT
+
+    outputs = [p for st in yaml.safe_load((ROOT / "compare" / "dvc.yaml").read_text())["stages"].values() for p in _outputs(st)]
+    assert outputs
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", *outputs], cwd=ROOT, capture_output=True, text=True)
+    assert tracked.returncode == 0, f"outputs of compare/dvc.yaml not kept in git: {tracked.stderr}"
+    # A clone's view: the pipeline files, params and what git holds of the outputs; no data, models or cache.
+    for f in ("dvc.yaml", "dvc.lock", "params.yaml", "compare/dvc.yaml", "compare/dvc.lock", ".dvc/config", *outputs):
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / f, tmp_path / f)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    r = subprocess.run(["dvc", "status", "compare/dvc.yaml", "--json"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    status = json.loads(r.stdout or "{}")
+    changed_outs = [e for entries in status.values() for e in entries if isinstance(e, dict) and "changed outs" in e]
+    assert changed_outs == [], changed_outs
