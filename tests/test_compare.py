@@ -105,7 +105,8 @@ def test_a_paired_evaluation_error_replaces_the_two_generators_errors_combined()
 
 
 def _outputs(stage: dict) -> list[str]:
-    return [next(iter(o)) if isinstance(o, dict) else o for kind in ("outs", "metrics", "plots") for o in stage.get(kind, [])]
+    entries = [o for kind in ("outs", "metrics", "plots") for o in stage.get(kind, [])]
+    return [next(iter(o)) if isinstance(o, dict) else o for o in entries]
 
 
 def test_a_fresh_clone_finds_the_comparison_current_without_dvcs_cache(tmp_path):
@@ -118,7 +119,8 @@ def test_a_fresh_clone_finds_the_comparison_current_without_dvcs_cache(tmp_path)
 
     from conftest import ROOT
 
-    outputs = [p for st in yaml.safe_load((ROOT / "compare" / "dvc.yaml").read_text())["stages"].values() for p in _outputs(st)]
+    stages = yaml.safe_load((ROOT / "compare" / "dvc.yaml").read_text())["stages"]
+    outputs = [p for st in stages.values() for p in _outputs(st)]
     assert outputs
     tracked = subprocess.run(["git", "ls-files", "--error-unmatch", *outputs], cwd=ROOT, capture_output=True, text=True)
     assert tracked.returncode == 0, f"outputs of compare/dvc.yaml not kept in git: {tracked.stderr}"
