@@ -1,4 +1,7 @@
-"""The results view: `python -m lines_model results` prints the README's tables and findings from the metric files."""
+"""The results view: `python -m lines_model results` prints the README's tables and findings from the metric files.
+
+The README's copies sit between markers that tools/readme.py rewrites; the tests below fail when they differ.
+"""
 
 from __future__ import annotations
 
