@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN := PATH=$(abspath $(BIN)):$$PATH
 
-.PHONY: install repro test smoke-cifar bench-smoke compare results bench clean-venv plots-page
+.PHONY: install repro test smoke-cifar bench-smoke compare results readme bench clean-venv plots-page
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ compare: $(STAMP)
 # The results table (the README's) from metrics/evaluate.json.
 results: $(STAMP)
 	$(RUN) $(BIN)/python -m lines_model results
+
+# The README's tables and findings, rewritten from metrics/ (after `dvc repro` or `make compare`);
+# the suite fails while they differ.
+readme: $(STAMP)
+	$(RUN) $(BIN)/python -m tools.readme
 
 bench: $(STAMP)
 	$(RUN) $(BIN)/python benchmarks/run.py

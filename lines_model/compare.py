@@ -13,8 +13,9 @@ and reference images, from the evaluate stage's metrics/differences.json (the pi
 students; the evaluation design, not the seed, sets it); the two generators' errors share those
 samples and are positively correlated, so the paired error is smaller than both combined. Without
 that file it falls back to sqrt(eval_se_a^2 + eval_se_b^2), which overstates it (`paired_eval_se`
-in the summary says which). The printed table gives Lines minus baseline per metric, paired by seed,
-with its total standard error, and flags what exceeds two of them.
+in the summary says which). The summary also keeps each seed's own metrics (`runs`). Its table
+(`lines_model.results.compare_table`) gives Lines minus baseline per metric, paired by seed, with
+its total standard error, degrees of freedom and p-value (`lines_model.significance`).
 It reads the outputs of `dvc repro` (pairs, subset, students). The students of the other seeds
 are kept in a folder named by a fingerprint of what determines them (student and training
 settings, pairs, subset), so a rerun only evaluates and a changed default trains afresh.
@@ -118,26 +119,7 @@ def summarise(seeds: list[int], runs: list[dict], paired: dict | None = None, di
             d[k] = m | {"eval_se": eval_se, "total_se": math.hypot(m["se"], eval_se)}
         out["difference"][f"{a}-{b}"] = d
     out["paired_eval_se"] = all(used_paired)
+    # Each seed's own metrics, kept with the summary in git. A list, which `dvc metrics show` leaves
+    # out (it shows numbers in nested objects only), so the metrics table stays readable.
+    out["runs"] = [{"seed": s} | r for s, r in zip(seeds, runs)]
     return out
-
-
-def generators_of(summary: dict) -> list[str]:
-    """The compared generators of a summary (metrics/compare.json), in its order."""
-    return [g for g, v in summary.items() if isinstance(v, dict) and g != "difference"]
-
-
-def table(summary: dict) -> str:
-    """Per metric: each generator's mean +- seed se, and each difference (paired by seed) +- total se."""
-    compared = generators_of(summary)
-    lines = [f"{len(summary['seeds'])} seeds {summary['seeds']}; mean +- standard error over seeds (differences: +- total standard error)",
-             f"{'metric':<10}" + "".join(f"{g:>24}" for g in compared) + "".join(f"{k.replace('-', ' - '):>28}" for k in summary["difference"])]
-    for k in METRICS:
-        row = f"{k:<10}" + "".join(f"{summary[g][k]['mean']:>14.4g} +- {summary[g][k]['se']:<6.2g}" for g in compared)
-        for d in summary["difference"].values():
-            m, se = d[k]["mean"], d[k]["total_se"]
-            flag = "  *" if abs(m) > 2 * se else "   "
-            row += f"{m:>16.4g} +- {se:<6.2g}{flag}"
-        lines.append(row)
-    evaluation = "its paired evaluation error" if summary.get("paired_eval_se") else "both generators' evaluation errors"
-    lines.append(f"* the difference exceeds two total standard errors (seeds and {evaluation}); otherwise it is within noise")
-    return "\n".join(lines)

@@ -1,11 +1,19 @@
-"""The results table: every generator's metrics from metrics/evaluate.json, as the README shows them.
+"""The results, as the README shows them: tables and findings rendered from the metric files alone.
 
     python -m lines_model results                     # or: make results
     python -m lines_model results -i other/evaluate.json
     python -m lines_model results --compare           # the seed comparison, metrics/compare.json
+    python -m lines_model results --findings          # what the metric files show, in sentences
 
-One row per generator: NFE, FID, KID, precision, recall and MSE each with its standard error,
-PSNR, ms per image (with its IQR over timing rounds) and speedup over the teacher.
+The table has one row per generator: NFE, FID, KID, precision, recall and MSE each with its
+standard error, PSNR, ms per image (with its IQR over timing rounds) and speedup over the teacher.
+
+The findings sort every difference into better, worse or within noise by one rule
+(`lines_model.significance`: beyond two standard errors and p < 0.05), so that no number in them is
+typed by hand. A pair that the seed comparison covers is judged by it (the mean over seeds, its
+total standard error, a t-test at its Welch-Satterthwaite degrees of freedom); every other pair by
+the evaluation's paired differences of the pipeline's own students (metrics/differences.json: one
+training each, the evaluation's error of the difference itself).
 """
 
 from __future__ import annotations
@@ -15,9 +23,9 @@ import math
 import sys
 from pathlib import Path
 
-from lines_model.compare import generators_of
 from lines_model.errors import InputError
 from lines_model.files import read_json
+from lines_model.significance import Difference, evaluation_difference, format_p, seed_difference
 
 COLUMNS = ("generator", "NFE", "FID", "KID", "precision", "recall", "MSE", "PSNR dB", "ms/image (IQR)", "speedup")
 NEEDED = ("nfe", "fid", "fid_se", "kid", "kid_se", "precision", "precision_se", "recall", "recall_se", "mse", "mse_se", "psnr",
@@ -47,11 +55,18 @@ def table(metrics: dict[str, dict]) -> str:
 COMPARE_METRICS = {"fid": ("FID", 2), "kid": ("KID", 3), "precision": ("precision", 3), "recall": ("recall", 3), "mse": ("MSE", 4)}
 
 
+def generators_of(summary: dict) -> list[str]:
+    """The compared generators of a summary (metrics/compare.json), in its order."""
+    return [g for g, v in summary.items() if isinstance(v, dict) and g != "difference"]
+
+
 def compare_table(summary: dict) -> str:
     """The markdown table of the seed comparison (the schema of metrics/compare.json): each
     generator's mean +- its standard error over seeds (in brackets the evaluation's own), and each
-    Lines-minus-baseline difference +- its total standard error, with that many standard errors."""
+    Lines-minus-baseline difference +- its total standard error, with that many standard errors,
+    its Welch-Satterthwaite degrees of freedom and its two-sided t-test p-value (`significance`)."""
     diffs, compared = summary["difference"], generators_of(summary)
+    n_seeds = len(summary["seeds"])
     head = ["metric", *compared, *(f"{k.replace('-', ' - ')}" for k in diffs)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for k, (label, digits) in COMPARE_METRICS.items():
@@ -60,10 +75,100 @@ def compare_table(summary: dict) -> str:
             m = summary[g][k]
             cells.append(f"{m['mean']:.{digits}f} ± {m['se']:.{digits}f} (± {m['eval_se']:.{digits}f})")
         for d in diffs.values():
-            m = d[k]
-            cells.append(f"{m['mean']:+.{digits}f} ± {m['total_se']:.{digits}f} ({abs(m['mean']) / m['total_se']:.1f} SE)")
+            t = seed_difference(d[k], n_seeds)
+            test = f"{t.n_se:.1f} SE, {t.dof:.0f} dof, {format_p(t.p)}"
+            cells.append(f"{t.mean:+.{digits}f} ± {t.se:.{digits}f} ({test})")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+LOWER_IS_BETTER = {"fid", "kid", "mse"}  # precision and recall: higher is better
+LABELS = {
+    "teacher": "the teacher",
+    "teacher_ddim32": "DDIM-32 (PD's teacher)",
+    "lines_1step": "Lines 1-step",
+    "lines_2step": "Lines 2-step",
+    "baseline_1step": "the baseline",
+    "pd_1step": "PD 1-step",
+    "pd_2step": "PD 2-step",
+    "pd_4step": "PD 4-step",
+}
+
+
+def _label(name: str) -> str:
+    return LABELS.get(name, name)
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _sentence(a: str, b: str, tests: dict[str, Difference], detail) -> str:
+    """'**A against B**: better on ...; worse on ...; within noise on ...'."""
+    groups: dict[str, list[str]] = {"better on": [], "worse on": [], "within noise on": []}
+    for k, d in tests.items():
+        label, digits = COMPARE_METRICS[k]
+        item = f"{label} ({d.mean:+.{digits}f} ± {d.se:.{digits}f}, {detail(d)})"
+        if not d.significant:
+            groups["within noise on"].append(item)
+        else:
+            groups["better on" if (d.mean < 0) == (k in LOWER_IS_BETTER) else "worse on"].append(item)
+    head = f"{_label(a)} against {_label(b)}"
+    head = "T" + head[1:] if head.startswith("the ") else head
+    parts = [f"{verdict} {_join(items)}" for verdict, items in groups.items() if items]
+    return f"- **{head}**: " + "; ".join(parts) + "."
+
+
+def _seed_detail(d: Difference) -> str:
+    return format_p(d.p)
+
+
+def _evaluation_detail(d: Difference) -> str:
+    return f"{d.n_se:.1f} SE"
+
+
+def findings(evaluate: dict, differences: dict, compare: dict | None = None) -> str:
+    """Markdown bullets of what the files show (the schemas of metrics/evaluate.json,
+    metrics/differences.json and metrics/compare.json; `compare` may be None)."""
+    out: list[str] = []
+    covered: set[str] = set()
+    if compare is not None:
+        seeds = compare["seeds"]
+        out.append(f"Over {len(seeds)} training seeds ({_join([str(s) for s in seeds])}; `metrics/compare.json`, "
+                   "each difference ± its total standard error, p from a t-test at its Welch-Satterthwaite "
+                   "degrees of freedom):")
+        out.append("")
+        for key, entry in compare["difference"].items():
+            a, b = key.split("-")
+            covered.add(f"{a} - {b}")
+            tests = {k: seed_difference(entry[k], len(seeds)) for k in COMPARE_METRICS}
+            out.append(_sentence(a, b, tests, _seed_detail))
+        fid = [compare[g]["fid"] for g in generators_of(compare)]
+        ratios = [m["eval_se"] / m["se"] for m in fid]
+        out.append(f"- Training seeds move these students little: FID's standard error over seeds is "
+                   f"{min(m['se'] for m in fid):.2f}-{max(m['se'] for m in fid):.2f}, and the evaluation's own "
+                   f"({min(m['eval_se'] for m in fid):.2f}-{max(m['eval_se'] for m in fid):.2f}) is "
+                   f"{min(ratios):.1f} to {max(ratios):.1f} times larger.")
+        out.append("")
+    out.append("The pipeline's own students, one training each (`metrics/differences.json`, each difference ± "
+               "the evaluation's error of that difference, from the same noises and reference for both):")
+    out.append("")
+    for key, entry in differences.items():
+        if key in covered:
+            continue
+        a, b = key.split(" - ")
+        tests = {k: evaluation_difference(entry[k], entry[f"{k}_se"]) for k in COMPARE_METRICS}
+        out.append(_sentence(a, b, tests, _evaluation_detail))
+    speed = {}
+    for name, m in evaluate.items():
+        if not name.startswith("teacher"):
+            speed.setdefault(m["nfe"], []).append(m["speedup"])
+    teacher = evaluate.get("teacher")
+    if teacher and speed:
+        ranges = [f"{min(v):.1f}-{max(v):.1f}x at {nfe} NFE" if len(v) > 1 else f"{v[0]:.1f}x at {nfe} NFE"
+                  for nfe, v in sorted(speed.items())]
+        out.append(f"- Speed against the teacher's {teacher['nfe']} NFE, timed in the same rounds: {_join(ranges)}.")
+    return "\n".join(out)
 
 
 def load(path: str | Path) -> dict[str, dict]:
@@ -77,20 +182,41 @@ def load(path: str | Path) -> dict[str, dict]:
     return metrics
 
 
+def load_compare(path: str | Path) -> dict:
+    summary = read_json(path, "the seed comparison (metrics/compare.json; run `make compare`)")
+    if not isinstance(summary, dict) or "difference" not in summary or not generators_of(summary):
+        raise InputError(f"{path}: not the seed comparison's summary (no 'difference' or no generators)")
+    return summary
+
+
+def load_differences(path: str | Path) -> dict:
+    differences = read_json(path, "the evaluation's paired differences (metrics/differences.json; run `dvc repro`)")
+    needed = [n for k in COMPARE_METRICS for n in (k, f"{k}_se")]
+    for key, d in (differences.items() if isinstance(differences, dict) else [("", None)]):
+        if " - " not in key or not isinstance(d, dict) or not all(isinstance(d.get(n), (int, float)) for n in needed):
+            raise InputError(f"{path}: {key!r} is not 'a - b' with {', '.join(needed)}; "
+                             "not the evaluation's differences file")
+    return differences
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m lines_model results", description=__doc__.splitlines()[0])
     p.add_argument("-i", "--input", type=Path, default=None,
                    help="the metrics file (default: metrics/evaluate.json, or metrics/compare.json with --compare)")
     p.add_argument("--compare", action="store_true",
                    help="the seed comparison of Lines and the baseline (`make compare`) instead of the evaluation")
+    p.add_argument("--findings", action="store_true",
+                   help="what the metric files show, in sentences: from the evaluation's file (-i), and "
+                        "differences.json and compare.json beside it (`findings`)")
     args = p.parse_args(argv)
     try:
-        if args.compare:
-            path = args.input or Path("metrics/compare.json")
-            summary = read_json(path, "the seed comparison (metrics/compare.json; run `make compare`)")
-            if not isinstance(summary, dict) or "difference" not in summary or not generators_of(summary):
-                raise InputError(f"{path}: not the seed comparison's summary (no 'difference' or no generators)")
-            print(compare_table(summary))
+        if args.findings:
+            path = args.input or Path("metrics/evaluate.json")
+            compare = path.with_name("compare.json")
+            print(findings(load(path), load_differences(path.with_name("differences.json")),
+                           load_compare(compare) if compare.exists() else None))
+        elif args.compare:
+            print(compare_table(load_compare(args.input or Path("metrics/compare.json"))))
         else:
             print(table(load(args.input or Path("metrics/evaluate.json"))))
     except InputError as e:

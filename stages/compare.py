@@ -1,15 +1,16 @@
 """Stage compare: seed replicates of Lines vs the baseline on the pipeline's pairs (`make compare`).
 
     dvc repro compare/dvc.yaml      # what `make compare` runs; plain `dvc repro` leaves it out
-    python -m stages.compare [--seeds 0 1 2] [-o metrics/compare.json]   # each seed's metrics: metrics/compare_runs.json
+    python -m stages.compare [--seeds 0 1 2] [-o metrics/compare.json]
     python -m stages.compare --show                                      # the table of metrics/compare.json
 
 The stage of compare/dvc.yaml, a pipeline of its own so that the default `dvc repro` does not pay
 for its extra trainings, while `dvc status` still reports it stale when a student's params, the
 pairs, the models or the code change. It reads data/ and models/ (and the evaluation's paired
 differences, metrics/differences.json, when the evaluate stage wrote them), trains the students of
-the other seeds under scratch/compare (kept, so a rerun only evaluates), writes the summary
-(lines_model.compare) and prints the Lines-minus-baseline table.
+the other seeds under scratch/compare (kept, so a rerun only evaluates), writes the summary with
+each seed's own metrics (lines_model.compare; its one output, kept in git so that a fresh clone is
+up to date without DVC's cache) and prints the Lines-minus-baseline table (lines_model.results).
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import shutil
 from pathlib import Path
 
 from lines_model import atomic, runtime
-from lines_model.compare import paired as paired_differences, replicate, summarise, table
+from lines_model.compare import paired as paired_differences, replicate, summarise
 from lines_model.config import load_params
 from lines_model.cli import ArgumentParser, check_writable, fail
 from lines_model.errors import InputError, TrainingDiverged
 from lines_model.methods.base import Layout
+from lines_model.results import compare_table, load_compare
 
 
 def main(argv=None) -> None:
@@ -40,7 +42,10 @@ def main(argv=None) -> None:
     if args.show:
         if not args.out.exists():
             fail(f"{args.out}: missing; `make compare` writes it")
-        print(table(json.loads(args.out.read_text())))
+        try:
+            print(compare_table(load_compare(args.out)))
+        except InputError as e:
+            fail(str(e))
         return
     if len(set(args.seeds)) < 2:
         p.error("--seeds: at least two distinct seeds are needed for a standard error")
@@ -57,10 +62,8 @@ def main(argv=None) -> None:
     paired = json.loads(args.differences.read_text()) if args.differences.exists() else None
     summary = summarise(list(args.seeds), runs, paired, paired_differences(params))
     atomic.write_json(args.out, summary)
-    # Each seed's own metrics: a record in DVC's cache (a plain output), not a metric, so `dvc exp show` stays readable.
-    atomic.write_json(args.out.with_name(args.out.stem + "_runs.json"), dict(zip(map(str, args.seeds), runs)))
     shutil.rmtree(args.work / "scratch", ignore_errors=True)
-    print(table(summary))
+    print(compare_table(summary))
     print(f"wrote {args.out}")
 
 

@@ -214,7 +214,7 @@ def test_the_comparison_is_its_own_pipeline_and_goes_stale_with_a_student(repo):
     # would still run the root pipeline's stages only.
     (repo / "compare").mkdir()
     shutil.copy(ROOT / "compare" / "dvc.yaml", repo / "compare")
-    made = [repo / "metrics" / name for name in ("compare.json", "compare_runs.json", "differences.json")
+    made = [repo / "metrics" / name for name in ("compare.json", "differences.json")
             if not (repo / "metrics" / name).exists()]
     ignore = repo / "metrics" / ".gitignore"
     ignored = ignore.read_text() if ignore.exists() else None

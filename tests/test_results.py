@@ -1,4 +1,7 @@
-"""The results view: `python -m lines_model results` prints the README's table from the metrics file."""
+"""The results view: `python -m lines_model results` prints the README's tables and findings from the metric files.
+
+The README's copies sit between markers that tools/readme.py rewrites; the tests below fail when they differ.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ import sys
 import pytest
 
 from conftest import ROOT
-from lines_model.results import compare_table, table
+from lines_model.results import compare_table, findings, table
+from tools import readme
 
 
 def test_the_readme_table_is_what_the_results_command_prints():
@@ -57,17 +61,89 @@ def test_the_readme_compare_table_is_what_the_results_command_prints():
     assert printed in (ROOT / "README.md").read_text(), "README's comparison table differs from `results --compare`"
 
 
-def test_a_compare_row_shows_means_seed_and_evaluation_errors_and_the_differences_in_standard_errors():
+def test_a_compare_row_shows_means_seed_and_evaluation_errors_and_the_differences_with_dof_and_p():
     m = {"mean": 8.514, "se": 0.0758, "eval_se": 0.783}
-    summary = {"seeds": [0, 1], "lines_1step": {k: m for k in ("fid", "kid", "precision", "recall", "mse")},
+    summary = {"seeds": [0, 1, 2], "lines_1step": {k: m for k in ("fid", "kid", "precision", "recall", "mse")},
                "lines_2step": {k: m for k in ("fid", "kid", "precision", "recall", "mse")},
                "baseline_1step": {k: m for k in ("fid", "kid", "precision", "recall", "mse")},
-               "difference": {"lines_1step-baseline_1step": {k: {"mean": -1.2, "total_se": 0.4} for k in ("fid", "kid", "precision", "recall", "mse")}}}
+               "difference": {"lines_1step-baseline_1step": {k: {"mean": -1.2, "se": 0.24, "eval_se": 0.32}
+                                                             for k in ("fid", "kid", "precision", "recall", "mse")}}}
     fid_row = compare_table(summary).splitlines()[2]
-    assert fid_row == "| FID | 8.51 ± 0.08 (± 0.78) | 8.51 ± 0.08 (± 0.78) | 8.51 ± 0.08 (± 0.78) | -1.20 ± 0.40 (3.0 SE) |"
+    # total SE 0.40; dof 0.16^2 / (0.24^4 / 2) = 15.4; p of t = 3.0 at 15.4 dof.
+    assert fid_row == ("| FID | 8.51 ± 0.08 (± 0.78) | 8.51 ± 0.08 (± 0.78) | 8.51 ± 0.08 (± 0.78) "
+                       "| -1.20 ± 0.40 (3.0 SE, 15 dof, p = 0.009) |")
 
 
 def test_a_file_that_is_not_the_comparison_is_refused_in_one_line():
     r = subprocess.run([sys.executable, "-m", "lines_model", "results", "--compare", "-i", str(ROOT / "metrics" / "evaluate.json")],
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not the seed comparison's summary" in r.stderr, r.stderr
+
+
+def test_the_readmes_tables_and_findings_are_what_the_metric_files_give():
+    text = (ROOT / "README.md").read_text()
+    generated = readme.blocks(ROOT / "metrics")
+    assert readme.stale(text, generated) == [], "README's generated blocks differ from metrics/: run `make readme`"
+    assert readme.fill(text, generated) == text
+
+
+def test_the_readme_tool_rewrites_only_between_its_markers():
+    text = "intro 13.3\n<!-- generated: findings -->\nold 13.3\n<!-- /generated: findings -->\nafter\n"
+    assert readme.stale(text, {"findings": "new 13.2"}) == ["findings"]
+    out = readme.fill(text, {"findings": "new 13.2"})
+    assert out == "intro 13.3\n<!-- generated: findings -->\nnew 13.2\n<!-- /generated: findings -->\nafter\n"
+    assert readme.stale(out, {"findings": "new 13.2"}) == []
+    with pytest.raises(ValueError, match="no block 'results-table'"):
+        readme.fill(text, {"results-table": "x"})
+
+
+def _diff(mean: float, se: float) -> dict:
+    return {k: v for m in ("fid", "kid", "precision", "recall", "mse") for k, v in ((m, mean), (f"{m}_se", se))}
+
+
+def test_findings_sort_differences_by_direction_and_noise():
+    evaluate = {"teacher": {"nfe": 22, "speedup": 1.0}, "a_1step": {"nfe": 1, "speedup": 20.04},
+                "b_1step": {"nfe": 1, "speedup": 22.7}, "c_2step": {"nfe": 2, "speedup": 11.0}}
+    # -1 at SE 0.25: lower FID, KID and MSE are better, lower precision and recall worse; 0.3 at 0.25 is noise.
+    text = findings(evaluate, {"a_1step - b_1step": _diff(-1.0, 0.25), "c_2step - b_1step": _diff(0.3, 0.25)})
+    lines = text.splitlines()
+    assert lines[2] == ("- **a_1step against b_1step**: better on FID (-1.00 ± 0.25, 4.0 SE),"
+                        " KID (-1.000 ± 0.250, 4.0 SE) and MSE (-1.0000 ± 0.2500, 4.0 SE);"
+                        " worse on precision (-1.000 ± 0.250, 4.0 SE) and recall (-1.000 ± 0.250, 4.0 SE).")
+    assert lines[3].startswith("- **c_2step against b_1step**: within noise on FID (+0.30 ± 0.25, 1.2 SE), KID")
+    assert lines[4] == ("- Speed against the teacher's 22 NFE, timed in the same rounds: "
+                        "20.0-22.7x at 1 NFE and 11.0x at 2 NFE.")
+
+
+def test_findings_judge_a_pair_the_seed_comparison_covers_by_its_t_test():
+    m = {"mean": 1.0, "se": 0.05, "eval_se": 0.5}
+    compare = {"seeds": [0, 1, 2], **{g: {k: m for k in ("fid", "kid", "precision", "recall", "mse")}
+                                     for g in ("lines_1step", "lines_2step", "baseline_1step")},
+               "difference": {"lines_1step-baseline_1step": {k: {"mean": -0.094, "se": 0.02318, "eval_se": 0.03232}
+                                                             for k in ("fid", "kid", "precision", "recall", "mse")}}}
+    differences = {"lines_1step - baseline_1step": _diff(9.0, 0.1), "lines_2step - baseline_1step": _diff(0.0, 0.1)}
+    text = findings({}, differences, compare)
+    assert "- **Lines 1-step against the baseline**: better on FID (-0.09 ± 0.04, p = 0.030)" in text
+    assert "9.00" not in text, "the one-seed difference of a pair the seeds cover is not reported beside it"
+    assert "- **Lines 2-step against the baseline**: within noise on FID (+0.00 ± 0.10, 0.0 SE)" in text
+    assert ("FID's standard error over seeds is 0.05-0.05, and the evaluation's own (0.50-0.50) "
+            "is 10.0 to 10.0 times larger") in text
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"a - b": {"fid": 1}}', "'a - b' is not 'a - b' with fid, fid_se"),
+    ('{"ab": ' + json.dumps(_diff(1.0, 0.1)) + "}", "'ab' is not 'a - b'"),
+])
+def test_findings_refuse_a_bad_differences_file_in_one_line(tmp_path, content, message):
+    (tmp_path / "evaluate.json").write_text((ROOT / "metrics" / "evaluate.json").read_text())
+    (tmp_path / "differences.json").write_text(content)
+    cmd = [sys.executable, "-m", "lines_model", "results", "--findings", "-i", str(tmp_path / "evaluate.json")]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+
+
+def test_the_findings_command_prints_what_the_readme_holds():
+    cmd = [sys.executable, "-m", "lines_model", "results", "--findings"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == readme.blocks(ROOT / "metrics")["findings"]

@@ -54,13 +54,14 @@ def test_a_params_section_schema_is_a_dep_of_the_stages_reading_that_section_onl
     readers = {
         "lines_model/config/evaluate.py": {"evaluate"},
         "lines_model/config/pd.py": {"distill_progressive", "evaluate"},
+        "lines_model/config/cd.py": {"distill_consistency", "evaluate"},
         "lines_model/config/subset.py": {"subset_50k"},
         "lines_model/config/pairs.py": {"teacher_pairs", "evaluate"},
         "lines_model/config/__init__.py": set(STAGES),
     }
     for module, stages in readers.items():
         assert {name for name, st in STAGES.items() if module in st["deps"]} == stages, module
-    assert stage_sections(STAGES["evaluate"]) == ["evaluate", "pairs", "pd", "runtime", "teacher"]
+    assert stage_sections(STAGES["evaluate"]) == ["cd", "evaluate", "pairs", "pd", "runtime", "teacher"]
 
 
 def test_config_core_counts_without_the_section_modules_it_imports(tmp_path, monkeypatch):
