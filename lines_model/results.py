@@ -83,20 +83,10 @@ def compare_table(summary: dict) -> str:
 
 
 LOWER_IS_BETTER = {"fid", "kid", "mse"}  # precision and recall: higher is better
-LABELS = {
-    "teacher": "the teacher",
-    "teacher_ddim32": "DDIM-32 (PD's teacher)",
-    "lines_1step": "Lines 1-step",
-    "lines_2step": "Lines 2-step",
-    "baseline_1step": "the baseline",
-    "pd_1step": "PD 1-step",
-    "pd_2step": "PD 2-step",
-    "pd_4step": "PD 4-step",
-}
-
-
 def _label(name: str) -> str:
-    return LABELS.get(name, name)
+    from lines_model.methods import registry  # the methods' labels; the tables need none of it
+
+    return registry.label(name)
 
 
 def _join(items: list[str]) -> str:

@@ -22,8 +22,9 @@ from lines_model.evaluation import METRIC_KEYS
 from tools.stage_deps import declared
 
 pytestmark = pytest.mark.e2e
-STAGES = {"teacher_pairs", "subset_50k", "train_lines", "train_baseline", "distill_progressive", "evaluate"}
-GENERATORS = ["teacher", "teacher_ddim4", "lines_1step", "lines_2step", "baseline_1step", "pd_2step", "pd_1step"]
+STAGES = {"teacher_pairs", "subset_50k", "train_lines", "train_baseline", "distill_progressive", "distill_consistency", "evaluate"}
+GENERATORS = ["teacher", "teacher_ddim4", "lines_1step", "lines_2step", "baseline_1step", "pd_2step", "pd_1step",
+              "cd_1step", "cd_2step", "cd_lines_1step", "cd_lines_2step"]
 DVC_STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
@@ -98,13 +99,13 @@ def test_every_student_folder_reloads_as_the_type_it_trained_as(repo):
     from lines_model.students import load_scheduler_config, load_student
 
     folders = sorted(p.parent for p in (repo / "models").rglob("lines_model.json"))
-    assert len(folders) == 4  # lines, baseline, pd/2step, pd/1step
+    assert len(folders) == 6  # lines, baseline, pd/2step, pd/1step, cd/teacher, cd/lines
     for folder in folders:
         meta = json.loads((folder / "lines_model.json").read_text())
         if meta["kind"] == "progressive":
             assert meta["prediction_type"] == "v_prediction"  # the tiny teacher's own, kept by its students
             assert load_scheduler_config(folder)["prediction_type"] == meta["prediction_type"]
-        elif meta["parametrisation"] == "teacher":
+        elif meta.get("parametrisation") == "teacher":
             assert load_student(folder)[0].output == meta["prediction_type"]
 
 

@@ -12,9 +12,9 @@ from lines_model.typed import field
 
 @dataclass(frozen=True)
 class CDCfg(TrainCfg):
-    # Each entry trains one consistency model: "teacher" starts from a copy of the teacher (as the
-    # paper does), "lines" from the trained Lines student (models/lines).
-    init: tuple[Literal["teacher", "lines"], ...]
+    # Each entry trains one consistency model from a starting network: the teacher's copy (as the
+    # paper does) or a trained one-step method's student (methods/cd.py lists which).
+    init: tuple[str, ...]
     iterations: int = field(min=1)  # optimizer steps of each model
     num_points: int = field(min=2)  # N: points of the noise-level discretisation sigma_1 < ... < sigma_N
     rho: float = field(min=1.0)  # Karras et al.'s spacing exponent of that discretisation
@@ -27,7 +27,7 @@ class CDCfg(TrainCfg):
 
     def validate(self, where: str) -> None:
         if not self.init or len(set(self.init)) != len(self.init):
-            raise ConfigError(f"{where}.init: give each of teacher, lines at most once, and at least one")
+            raise ConfigError(f"{where}.init: give each starting network at most once, and at least one")
         if self.sigma_min is not None and self.sigma_max is not None and not self.sigma_min < self.sigma_max:
             raise ConfigError(f"{where}.sigma_min: {self.sigma_min} must be below {where}.sigma_max={self.sigma_max}")
         if list(self.sampling_sigmas) != sorted(self.sampling_sigmas, reverse=True) or any(s <= 0 for s in self.sampling_sigmas):

@@ -168,7 +168,13 @@ def sigma_range(params: Params, scheduler_config: dict) -> tuple[float, float]:
     return (cd.sigma_min if cd.sigma_min is not None else lo), (cd.sigma_max if cd.sigma_max is not None else hi)
 
 
+INITS = ("teacher", "lines")  # the teacher's copy, or the trained Lines student (dvc.yaml: models/lines)
+
+
 def check(params: Params, unet_config: dict, scheduler_config: dict) -> None:
+    for init in params.cd.init:
+        if init not in INITS:
+            raise ConfigError(f"cd.init: {init!r} is not one of {', '.join(INITS)}")
     lo, hi = teacher_sigmas(scheduler_config)
     s_min, s_max = sigma_range(params, scheduler_config)
     for key, v in (("cd.sigma_min", s_min), ("cd.sigma_max", s_max)):

@@ -3,6 +3,7 @@ methods reads `METHODS`. Adding a method: docs/add_a_method.md."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from lines_model.config import Params
@@ -66,3 +67,19 @@ def seed_compared() -> tuple[Method, ...]:
 
 def trajectory_method() -> Method | None:
     return next((m for m in METHODS if m.trajectory), None)
+
+
+def label(name: str) -> str:
+    """A generator's label from its name alone: "Lines 2-step", "CD (lines) 1-step", "teacher DDIM-32"."""
+    if name == "teacher":
+        return "the teacher"
+    if m := re.fullmatch(r"teacher_(\w+?)(\d+)", name):
+        return f"teacher {m.group(1).upper()}-{m.group(2)}"
+    if m := re.fullmatch(r"(\w+?)_(\d+)step", name):
+        prefix, k = m.group(1), m.group(2)
+        for method in METHODS:
+            if prefix == method.name:
+                return f"{method.label} {k}-step"
+            if prefix.startswith(method.name + "_"):
+                return f"{method.label} ({prefix[len(method.name) + 1:]}) {k}-step"
+    return name
