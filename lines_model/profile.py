@@ -13,8 +13,9 @@ import yaml
 
 from lines_model import atomic
 from lines_model.cli import ArgumentParser, fail
-from lines_model.config import parse_params
+from lines_model.config import Params, parse_params
 from lines_model.errors import ConfigError, InputError
+from lines_model.typed import renamed, renamed_message
 
 
 def merge(base: dict, diff: dict, where: str = "") -> dict:
@@ -22,6 +23,8 @@ def merge(base: dict, diff: dict, where: str = "") -> dict:
     for k, v in (diff or {}).items():
         key = f"{where}.{k}" if where else k
         if k not in base:
+            if new := renamed(Params, key):
+                raise ConfigError(renamed_message(key, new))
             raise ConfigError(f"{key}: unknown key (not in the base params)")
         out[k] = merge(base[k], v, key) if isinstance(v, dict) and isinstance(base[k], dict) else v
     return out

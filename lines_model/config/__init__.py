@@ -44,8 +44,8 @@ class Params:
     runtime: RuntimeCfg
 
     def validate(self, where: str) -> None:
-        if self.subset.size > self.pairs.count:
-            raise ConfigError(f"subset.size: {self.subset.size} is larger than pairs.count={self.pairs.count}")
+        if self.subset.count > self.pairs.count:
+            raise ConfigError(f"subset.count: {self.subset.count} is larger than pairs.count={self.pairs.count}")
         e = self.evaluate
         if e.count + e.reference > self.pairs.heldout:
             raise ConfigError(
