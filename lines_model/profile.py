@@ -13,7 +13,7 @@ import yaml
 
 from lines_model import atomic
 from lines_model.cli import ArgumentParser, fail
-from lines_model.config import Params, parse_params
+from lines_model.config import Params, parse_params, read_yaml
 from lines_model.errors import ConfigError, InputError
 from lines_model.typed import renamed, renamed_message
 
@@ -34,9 +34,9 @@ def _read_yaml(path: Path) -> dict:
     if not Path(path).is_file():
         raise InputError(f"{path}: no such file")
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError as e:
-        raise InputError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+        data = read_yaml(Path(path).read_text())
+    except InputError as e:
+        raise InputError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: holds a {type(data).__name__}, not a mapping of params sections")
     return data

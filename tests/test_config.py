@@ -123,6 +123,20 @@ def test_the_params_walk_sees_keys_at_any_depth():
     assert {"a.size", "b.c[1].nfiles"} <= set(_keys({"a": {"size": 1}, "b": {"c": [{}, {"nfiles": 2}]}}))
 
 
+def test_params_are_read_as_dvc_reads_them(tmp_path):
+    # What DVC records in dvc.lock and what the stage computes with must be the same values.
+    from dvc.utils.hydra import apply_overrides
+    from dvc.utils.serialize import load_yaml
+
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text())
+    apply_overrides(path, ["runtime.mixed_precision=no", "pairs.seed=7"])  # what `dvc exp run -S` does
+    assert re.search(r"^  mixed_precision: no\s", path.read_text(), re.M)  # unquoted: false in PyYAML's YAML 1.1
+    assert load_params(path).runtime.mixed_precision == "no"
+    path.write_text(path.read_text().replace("seed: 7\n", "seed: 010\n"))  # octal 8 in YAML 1.1
+    assert load_params(path).pairs.seed == load_yaml(path)["pairs"]["seed"] == 10
+
+
 def test_yaml_floats_written_as_strings_are_accepted():
     assert parse_params(with_({"train_lines": {"lr": "1e-4"}})).train_lines.lr == 1e-4
 
