@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 
@@ -18,8 +19,8 @@ import torch
 
 from lines_model import atomic, pairs, parametrisation, progressive, runtime
 from lines_model.config import Params
-from lines_model.students import load_unet, save_student
-from lines_model.provenance import scratch_key
+from lines_model.students import SIDECAR, load_unet, save_student
+from lines_model.provenance import RECORD, scratch_key
 from lines_model.training import train
 
 
@@ -44,8 +45,10 @@ def round_identity(params: Params, teacher_sha256: str, shards: dict, n: int) ->
     return {"train": train_cfg, "teacher": teacher_sha256, "pairs": shards, "round": n}
 
 
-def distill(params: Params, teacher, *, pairs_dir: str | Path, out_dir: str | Path, scratch_dir: str | Path) -> None:
-    """Run every round and write each round's student to `out_dir/<N>step`."""
+def distill(params: Params, teacher, *, pairs_dir: str | Path, out_dir: str | Path, scratch_dir: str | Path,
+            made_from: dict | None = None) -> None:
+    """Run every round and write each round's student to `out_dir/<N>step`, with `made_from`
+    (provenance.made_from), where given, in its sidecar."""
     pd = params.pd
     data = CleanImages(pairs.PairStore(pairs_dir))
     sched_cfg = dict(teacher.scheduler_config)
@@ -79,6 +82,11 @@ def distill(params: Params, teacher, *, pairs_dir: str | Path, out_dir: str | Pa
     with atomic.atomic_dir(out_dir) as tmp:
         for n, folder in done.items():
             shutil.copytree(folder, tmp / f"{n}step")
+            if made_from is not None:
+                # Recorded here rather than when the round finished: a finished round in scratch
+                # serves any pd.end_steps (round_identity), so its record is this run's.
+                sidecar = tmp / f"{n}step" / SIDECAR
+                atomic.write_json(sidecar, {**json.loads(sidecar.read_text()), RECORD: made_from})
     for folder in done.values():
         shutil.rmtree(folder, ignore_errors=True)
 

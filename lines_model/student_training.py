@@ -21,7 +21,7 @@ from lines_model.losses import BaselineLoss, LinesLoss
 from lines_model.students import init_student, save_student
 from lines_model.hashing import fingerprint
 from lines_model.imaging import to_unit
-from lines_model.provenance import scratch_key
+from lines_model.provenance import RECORD, scratch_key
 from lines_model.training import train
 
 PROGRESS_GRIDS = 4  # sample grids kept in the training log: evenly spaced epochs, the last included
@@ -50,11 +50,13 @@ def train_student(
     scratch_dir: str | Path,
     subset_file: str | Path | None = None,
     teacher=None,
+    made_from: dict | None = None,
 ) -> None:
     """Train the `kind` student on the pairs in `pairs_dir` (restricted to `subset_file` if given)
     and save it to `out_dir`; curves and sample grids go to the dvclive folder `live_dir`.
 
-    `teacher` (a teachers.Teacher) is needed when student.init is "teacher". The resumable
+    `teacher` (a teachers.Teacher) is needed when student.init is "teacher"; `made_from`
+    (provenance.made_from), where given, goes into the student's sidecar. The resumable
     checkpoint lives under `scratch_dir`, keyed by everything that changes the result, and is
     removed once the student is saved.
     """
@@ -99,5 +101,7 @@ def train_student(
         "teacher": data.manifest.teacher,
         "teacher_sha256": data.manifest.teacher_sha256,
     }
+    if made_from is not None:
+        sidecar[RECORD] = made_from
     save_student(result.ema_model, out_dir, sidecar)
     shutil.rmtree(ckpt_dir, ignore_errors=True)

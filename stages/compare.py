@@ -18,7 +18,7 @@ import json
 import shutil
 from pathlib import Path
 
-from lines_model import atomic, runtime
+from lines_model import atomic, provenance, runtime
 from lines_model.compare import replicate, summarise, table
 from lines_model.config import load_params
 from lines_model.cli import ArgumentParser, fail
@@ -45,6 +45,8 @@ def main(argv=None) -> None:
         p.error("--seeds: at least two distinct seeds are needed for a standard error")
     try:
         params = load_params(args.params)
+        reads = ["data/pairs", "data/heldout", "data/subset.json", "models/lines", "models/baseline"]
+        provenance.check_inputs(params, reads)
         runtime.set_threads(params.runtime)
         runs = []
         for s in args.seeds:

@@ -9,7 +9,7 @@ uncurated samples per generator).
 
 import json
 
-from lines_model import atomic, evaluation, fidelity, pairs, preflight, report, runtime
+from lines_model import atomic, evaluation, fidelity, pairs, preflight, provenance, report, runtime
 from lines_model.cli import run_stage
 from lines_model.teachers import load_teacher
 
@@ -17,6 +17,7 @@ from lines_model.teachers import load_teacher
 def main(params) -> None:
     e = params.evaluate
     preflight.check(params)
+    provenance.check_inputs(params, ["data/heldout", "models/lines", "models/baseline", "models/pd"])
     runtime.set_threads(params.runtime)
     device = runtime.state().device
     heldout = pairs.PairStore("data/heldout")
