@@ -80,7 +80,7 @@ def scaled_params(full: dict, scale: float, tiny: bool) -> dict:
     pairs = int(round(full["pairs"]["count"] * scale))
     over = {
         "pairs": {"count": pairs, "heldout": 500},
-        "subset": {"size": int(round(full["subset"]["size"] * scale))},
+        "subset": {"count": int(round(full["subset"]["count"] * scale))},
         # The baseline's 50 epochs over 2,500 pairs would be 500 steps; 10 epochs give 100 steps of
         # the same batch, enough for a rate and a fifth of the time.
         "train_baseline": {"epochs": 10},
@@ -100,8 +100,8 @@ def items(params: dict) -> dict[str, float]:
     n_generators = 2 + len(e["lines_steps"]) + 1 + len(e["pd_steps"])
     return {
         "teacher_pairs": p["count"] + p["heldout"],
-        "subset_50k": params["subset"]["size"],
-        "train_lines": params["train_lines"]["epochs"] * params["subset"]["size"],
+        "subset_50k": params["subset"]["count"],
+        "train_lines": params["train_lines"]["epochs"] * params["subset"]["count"],
         "train_baseline": params["train_baseline"]["epochs"] * p["count"],
         "distill_progressive": rounds * params["pd"]["iters_per_round"] * params["pd"]["batch_size"],
         "evaluate": n_generators * (e["count"] + e["data_count"]),
@@ -430,7 +430,7 @@ def training_steps(params: dict) -> dict[str, tuple[int, int, str]]:
     pd = params["pd"]
     rounds = int(math.log2(pd["start_steps"] / pd.get("end_steps", 1)))
     return {
-        "train_lines": (params["train_lines"]["epochs"] * _steps_per_epoch(params["subset"]["size"], params["train_lines"]["batch_size"]),
+        "train_lines": (params["train_lines"]["epochs"] * _steps_per_epoch(params["subset"]["count"], params["train_lines"]["batch_size"]),
                         params["train_lines"]["epochs"], "student_step"),
         "train_baseline": (params["train_baseline"]["epochs"] * _steps_per_epoch(params["pairs"]["count"], params["train_baseline"]["batch_size"]),
                            params["train_baseline"]["epochs"], "student_step"),

@@ -40,9 +40,11 @@ def generate(
     precision: str = "fp32",
     desc: str = "pairs",
     scratch_dir: str | Path | None = None,
+    made_from: dict | None = None,
 ) -> pairs.Manifest:
     """Make `count` pairs in `out` (in place, or through `scratch_dir`; see the module docstring),
-    the teacher running at `precision` ("fp32" | "bf16" | "fp16", recorded in the manifest)."""
+    the teacher running at `precision` ("fp32" | "bf16" | "fp16", recorded in the manifest), and
+    `made_from` (provenance.made_from) recorded in the manifest."""
     want = pairs.Manifest(
         teacher=teacher.source,
         teacher_sha256=teacher.sha256,
@@ -56,6 +58,7 @@ def generate(
         count=count,
         shard_size=shard_size,
         sample_shape=list(teacher.sample_shape),
+        made_from=made_from,
     )
     final = Path(out)
     key = scratch_key(want.identity(), entry=__file__, precision=precision)

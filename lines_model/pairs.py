@@ -51,12 +51,15 @@ class Manifest:
     precision: str
     lambda_min: float | None = None  # DPM-Solver++'s log-SNR grid start (samplers.log_snr_grid)
     shards: dict[str, str] = field(default_factory=dict)  # shard file stem -> sha256 of its two files
+    # The params values the folder was made from (provenance.made_from), which its readers check
+    # against theirs; None where a library caller made the folder without params.
+    made_from: dict | None = None
     format: int = FORMAT_VERSION
 
     def identity(self) -> dict:
-        """Everything that determines the bytes of a shard (not the count or the progress)."""
+        """Everything that determines the bytes of a shard (not the count, the progress or the record)."""
         d = asdict(self)
-        for k in ("count", "shards"):
+        for k in ("count", "shards", "made_from"):
             d.pop(k)
         return d
 

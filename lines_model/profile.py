@@ -13,8 +13,9 @@ import yaml
 
 from lines_model import atomic
 from lines_model.cli import ArgumentParser, check_writable, fail
-from lines_model.config import parse_params
+from lines_model.config import Params, parse_params, read_yaml
 from lines_model.errors import ConfigError, InputError
+from lines_model.typed import renamed, renamed_message
 
 
 def merge(base: dict, diff: dict, where: str = "") -> dict:
@@ -22,6 +23,8 @@ def merge(base: dict, diff: dict, where: str = "") -> dict:
     for k, v in (diff or {}).items():
         key = f"{where}.{k}" if where else k
         if k not in base:
+            if new := renamed(Params, key):
+                raise ConfigError(renamed_message(key, new))
             raise ConfigError(f"{key}: unknown key (not in the base params)")
         out[k] = merge(base[k], v, key) if isinstance(v, dict) and isinstance(base[k], dict) else v
     return out
@@ -31,9 +34,9 @@ def _read_yaml(path: Path) -> dict:
     if not Path(path).is_file():
         raise InputError(f"{path}: no such file")
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError as e:
-        raise InputError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+        data = read_yaml(Path(path).read_text())
+    except InputError as e:
+        raise InputError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: holds a {type(data).__name__}, not a mapping of params sections")
     return data

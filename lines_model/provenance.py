@@ -1,5 +1,12 @@
 """What a result is a function of: its settings, the precision it ran at, and the code that made it.
 
+Every output of a stage records the params values it was made from (`made_from`: stage -> key ->
+value, its inputs' records included), and every stage checks the records of what it reads against
+its params before any work (`check_inputs`), refusing a mismatch with one line naming the key. DVC
+decides what to rerun from dvc.lock and restores earlier outputs from its run-cache, whose key has
+been known to leave params out (treeverse/dvc#10296: keys named `size` or `nfiles`); a stale output
+must stop the pipeline rather than pass silently into an experiment's results.
+
 `module_deps(entry, sections)` is the package's modules that `entry` runs, transitively: its
 imports, with one refinement: the params schema (lines_model/config/) has one module per section,
 and although every stage validates the whole file, what it computes depends only on the sections it
@@ -14,10 +21,13 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import typing
 from pathlib import Path
 
+from lines_model.errors import ConfigError, InputError
 from lines_model.hashing import fingerprint
+from lines_model.typed import to_dict
 
 ROOT = Path(__file__).resolve().parents[1]  # the folder holding the package
 PACKAGE = "lines_model"
@@ -107,3 +117,116 @@ def scratch_key(result: dict, *, entry: str | Path, sections: typing.Iterable[st
     """The one name of resumable state: the values that change the result, the precision it is
     computed at, and the hash of the code `entry` (a module of the package) runs."""
     return fingerprint({"result": result, "precision": precision, "code": code_hash(Path(entry).resolve(), sections)})
+
+
+def _keys(section: str, *names: str) -> tuple[str, ...]:
+    return tuple(f"{section}.{k}" for k in names)
+
+
+_TRAIN = ("lr", "batch_size", "warmup_steps", "weight_decay", "grad_clip", "ema_decay", "loss", "seed")
+# The params each stage's outputs record: keys or whole sections, each listed under the stage's
+# `params` in dvc.yaml, so that a new value always reruns the stage and rewrites the record
+# (tests/test_provenance.py). The training stages record what dvc.yaml lists. The pairs record what
+# their bytes depend on, and each folder its own count (pairs.count or pairs.heldout): the batch size,
+# threads and compilation change how fast they are made, not what (a record of them would retrain
+# every student after a rerun that reproduced the same pairs), and pairs.mixed_precision resolves by
+# device (`auto`), so the manifest records the precision the teacher ran at instead.
+RECORDED: dict[str, tuple[str, ...]] = {
+    "teacher_pairs": ("teacher", *_keys("pairs", "sampler", "steps", "order", "lambda_min", "seed", "shard_size")),
+    "subset_50k": ("subset",),
+    "train_lines": ("teacher", "student", *_keys("train_lines", *_TRAIN, "epochs", "t_dist"), "runtime"),
+    "train_baseline": ("teacher", "student", *_keys("train_baseline", *_TRAIN, "epochs"), "runtime"),
+    "distill_progressive": ("teacher", *_keys("pd", *_TRAIN, "start_steps", "end_steps", "iters_per_round"), "runtime"),
+    "distill_consistency": ("teacher", "student", "cd", "runtime"),
+}
+RECORD = "made_from"  # the key of the record in an output's JSON (pairs manifest, subset, student sidecar)
+_FILES = ("manifest.json", "lines_model.json")  # the JSON of a pairs folder, of a student folder
+
+
+def params_values(params) -> dict[str, typing.Any]:
+    """Every leaf of `params` (a config.Params) by dotted key, as an output records it: plain JSON
+    values, and None for a key the setting beside it makes the code ignore (pairs.order and
+    pairs.lambda_min under DDIM), so that changing it changes no record."""
+    out: dict[str, typing.Any] = {}
+
+    def walk(d: dict, where: str) -> None:
+        for k, v in d.items():
+            key = f"{where}.{k}" if where else k
+            if isinstance(v, dict):
+                walk(v, key)
+            else:
+                out[key] = v
+
+    walk(to_dict(params), "")
+    if out["pairs.sampler"] != "dpmsolver++":
+        out["pairs.order"] = out["pairs.lambda_min"] = None
+    return out
+
+
+def record(params, keys: typing.Iterable[str]) -> dict[str, typing.Any]:
+    """The values of `keys` (dotted keys or whole sections) in `params`."""
+    values = params_values(params)
+    out = {}
+    for k in keys:
+        hits = {key: v for key, v in values.items() if key == k or key.startswith(f"{k}.")}
+        if not hits:
+            raise ValueError(f"{k}: not a params key or section")
+        out.update(hits)
+    return out
+
+
+def _records(path: Path) -> list[tuple[str, typing.Any]]:
+    """(source file, its record) of the output at `path`: a JSON file, a pairs or student folder, or
+    a folder of student folders (models/pd). Nothing for a path that does not exist: the stage's
+    own reader says how it is missing."""
+    if path.is_dir():
+        files = [path / f for f in _FILES if (path / f).is_file()]
+        if not files:
+            files = [d / f for d in sorted(path.iterdir()) if d.is_dir() for f in _FILES if (d / f).is_file()]
+    else:
+        files = [path] if path.is_file() else []
+    out = []
+    for f in files:
+        try:
+            data = json.loads(f.read_text())
+        except json.JSONDecodeError as e:
+            raise InputError(f"{f}: not valid JSON ({e})") from None
+        out.append((str(f), data.get(RECORD) if isinstance(data, dict) else None))
+    return out
+
+
+def check(made_from: typing.Any, params, source: str) -> None:
+    """Refuse an output whose recorded params values are not those of `params`: one line naming the
+    first key that differs and the stage to rerun."""
+    if not isinstance(made_from, dict) or not all(isinstance(v, dict) for v in made_from.values()):
+        raise InputError(f"{source}: records no params values it was made from (an older version wrote it); "
+                         "remake it: dvc repro --force --single-item <the stage that writes it>")
+    now = params_values(params)
+    for stage, values in made_from.items():
+        for key, value in values.items():
+            if key not in now:
+                raise ConfigError(f"{key}: {source} was made with {key}={value!r}, a key the params no longer have; "
+                                  f"remake it: dvc repro --force --single-item {stage}")
+            if now[key] != value:
+                raise ConfigError(f"{key}: {source} was made with {value!r}, the params have {now[key]!r} "
+                                  f"(a stale output); remake it: dvc repro --force --single-item {stage}")
+
+
+def check_inputs(params, inputs: typing.Iterable[str | Path]) -> dict[str, dict[str, typing.Any]]:
+    """Check the record of every output in `inputs` (each a DVC dep of the calling stage) against
+    `params`; return their union, what the inputs were made from."""
+    out: dict[str, dict[str, typing.Any]] = {}
+    for path in inputs:
+        for source, made in _records(Path(path)):
+            check(made, params, source)
+            for stage, values in made.items():
+                out.setdefault(stage, {}).update(values)
+    return out
+
+
+def made_from(stage: str, params, inputs: typing.Iterable[str | Path] = (), keys: typing.Iterable[str] = ()) -> dict:
+    """The record of an output of `stage`: its inputs' records (checked first, check_inputs) and the
+    values of what RECORDED lists for the stage, with `keys` added."""
+    out = check_inputs(params, inputs)
+    out[stage] = record(params, (*RECORDED[stage], *keys))
+    return out

@@ -7,8 +7,8 @@ import numpy as np
 from lines_model.errors import ConfigError
 
 
-def select(count: int, size: int, seed: int) -> list[int]:
-    """`size` distinct indices of range(count), sorted; a function of (count, size, seed) only."""
-    if size > count:
-        raise ConfigError(f"subset.size: {size} is larger than the {count} pairs available (pairs.count)")
-    return np.sort(np.random.default_rng([seed, 50_000]).choice(count, size=size, replace=False)).tolist()
+def select(pairs: int, count: int, seed: int) -> list[int]:
+    """`count` distinct indices of range(pairs), sorted; a function of (pairs, count, seed) only."""
+    if count > pairs:
+        raise ConfigError(f"subset.count: {count} is larger than the {pairs} pairs available (pairs.count)")
+    return np.sort(np.random.default_rng([seed, 50_000]).choice(pairs, size=count, replace=False)).tolist()

@@ -17,8 +17,6 @@ from lines_model.errors import ConfigError
 T = TypeVar("T")
 
 
-
-
 def _check(value: Any, tp: Any, key: str) -> Any:
     origin = get_origin(tp)
     if tp is Any:
@@ -103,6 +101,9 @@ def from_dict(cls: type[T], data: Any, where: str) -> T:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
+    for name in unknown:
+        if new := renamed(cls, name):
+            raise ConfigError(renamed_message(_join(where, name), _join(where, new)))
     if unknown:
         raise ConfigError(
             f"{_join(where, unknown[0])}: unknown key; allowed keys are {', '.join(sorted(fields))}"
@@ -126,6 +127,29 @@ def from_dict(cls: type[T], data: Any, where: str) -> T:
     if validate is not None:
         validate(where)
     return obj
+
+
+def renamed(cls: type, key: str) -> str | None:
+    """The current name of `key`, a dotted key of dataclass `cls` under an old name, or None.
+
+    A section dataclass lists its old key names in a class attribute `RENAMED` (old -> new), so a
+    params file written for an earlier version fails with the new name instead of "unknown key".
+    """
+    head, _, rest = key.partition(".")
+    if not dataclasses.is_dataclass(cls):
+        return None
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if head in fields:
+        if not rest:
+            return None
+        inner = renamed(typing.get_type_hints(cls)[head], rest)
+        return f"{head}.{inner}" if inner else None
+    new = getattr(cls, "RENAMED", {}).get(head)
+    return f"{new}.{rest}" if new and rest else new
+
+
+def renamed_message(old: str, new: str) -> str:
+    return f"{old}: renamed to {new}; use {new}"
 
 
 def field(default: Any = dataclasses.MISSING, *, min: float | None = None, max: float | None = None) -> Any:  # noqa: A002

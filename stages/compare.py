@@ -19,11 +19,12 @@ import json
 import shutil
 from pathlib import Path
 
-from lines_model import atomic, runtime
+from lines_model import atomic, provenance, runtime
 from lines_model.compare import paired as paired_differences, replicate, summarise
 from lines_model.config import load_params
 from lines_model.cli import ArgumentParser, check_writable, fail
 from lines_model.errors import InputError, TrainingDiverged
+from lines_model.methods import registry
 from lines_model.methods.base import Layout
 from lines_model.results import compare_table, load_compare
 
@@ -52,11 +53,14 @@ def main(argv=None) -> None:
     try:
         check_writable(args.out, "--out")  # before the seeds are trained, which takes the longest
         params = load_params(args.params)
+        layout = Layout()
+        provenance.check_inputs(params, [layout.pairs, layout.heldout, layout.subset,
+                                         *(layout.model(m.name) for m in registry.seed_compared())])
         runtime.set_threads(params.runtime)
         runs = []
         for s in args.seeds:
             print(f"compare: seed {s}", flush=True)
-            runs.append(replicate(params, s, args.work, layout=Layout(), device=runtime.state().device))
+            runs.append(replicate(params, s, args.work, layout=layout, device=runtime.state().device))
     except (InputError, FileNotFoundError, TrainingDiverged) as e:
         fail(str(e))
     paired = json.loads(args.differences.read_text()) if args.differences.exists() else None

@@ -4,7 +4,7 @@ From a copy of the teacher (the paper's start) and from the trained Lines studen
 images; each model is saved under models/cd/<init> and samples in one or a few steps.
 """
 
-from lines_model import preflight, runtime
+from lines_model import preflight, provenance, runtime
 from lines_model.cli import run_stage
 from lines_model.methods import cd
 from lines_model.methods.base import Layout
@@ -15,7 +15,9 @@ def main(params) -> None:
     preflight.check(params)
     cd.METHOD.check(params, *read_configs(params.teacher.model, params.teacher.revision))
     runtime.set_threads(params.runtime)
-    cd.METHOD.train(params, Layout())
+    layout = Layout()
+    made_from = provenance.made_from("distill_consistency", params, [layout.pairs, layout.model("lines")])
+    cd.METHOD.train(params, layout, made_from=made_from)
 
 
 if __name__ == "__main__":

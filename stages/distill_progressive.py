@@ -6,7 +6,7 @@ models/pd/<N>step (diffusers folders whose scheduler config carries the student'
 type); finished rounds wait in scratch/, so a killed run resumes at the round it was in.
 """
 
-from lines_model import preflight, runtime
+from lines_model import preflight, provenance, runtime
 from lines_model.cli import run_stage
 from lines_model.methods import pd
 from lines_model.methods.base import Layout
@@ -17,7 +17,9 @@ def main(params) -> None:
     preflight.check(params)
     pd.METHOD.check(params, *read_configs(params.teacher.model, params.teacher.revision))
     runtime.set_threads(params.runtime)
-    pd.METHOD.train(params, Layout())
+    layout = Layout()
+    made_from = provenance.made_from("distill_progressive", params, [layout.pairs])
+    pd.METHOD.train(params, layout, made_from=made_from)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ uncurated samples per generator).
 
 import json
 
-from lines_model import atomic, evaluation, fidelity, pairs, preflight, report, runtime
+from lines_model import atomic, evaluation, fidelity, pairs, preflight, provenance, report, runtime
 from lines_model.cli import run_stage
 from lines_model.methods import registry
 from lines_model.methods.base import Layout, generator_name
@@ -20,6 +20,7 @@ def main(params) -> None:
     e, layout = params.evaluate, Layout()
     preflight.check(params)
     registry.check(params, *read_configs(params.teacher.model, params.teacher.revision))
+    provenance.check_inputs(params, [layout.heldout, *(layout.model(m.name) for m in registry.METHODS)])
     runtime.set_threads(params.runtime)
     device = runtime.state().device
     heldout = pairs.PairStore(layout.heldout)

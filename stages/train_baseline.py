@@ -1,6 +1,6 @@
 """Stage train_baseline: naive distillation, the same student always at t = 0, on all pairs."""
 
-from lines_model import preflight, runtime
+from lines_model import preflight, provenance, runtime
 from lines_model.cli import run_stage
 from lines_model.methods import baseline
 from lines_model.methods.base import Layout
@@ -9,7 +9,9 @@ from lines_model.methods.base import Layout
 def main(params) -> None:
     preflight.check(params)
     runtime.set_threads(params.runtime)
-    baseline.METHOD.train(params, Layout())
+    layout = Layout()
+    made_from = provenance.made_from("train_baseline", params, [layout.pairs, layout.heldout])
+    baseline.METHOD.train(params, layout, made_from=made_from)
 
 
 if __name__ == "__main__":

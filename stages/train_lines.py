@@ -1,6 +1,6 @@
 """Stage train_lines: the Lines Model student on the subset (X_t = t*C + (1-t)*N, target C)."""
 
-from lines_model import preflight, runtime
+from lines_model import preflight, provenance, runtime
 from lines_model.cli import run_stage
 from lines_model.methods import lines
 from lines_model.methods.base import Layout
@@ -9,7 +9,9 @@ from lines_model.methods.base import Layout
 def main(params) -> None:
     preflight.check(params)
     runtime.set_threads(params.runtime)
-    lines.METHOD.train(params, Layout())
+    layout = Layout()
+    made_from = provenance.made_from("train_lines", params, [layout.pairs, layout.heldout, layout.subset])
+    lines.METHOD.train(params, layout, made_from=made_from)
 
 
 if __name__ == "__main__":

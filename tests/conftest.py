@@ -54,7 +54,7 @@ def tiny_teacher(tmp_path_factory) -> Path:
 MICRO_DIFF = """\
 teacher: {model: teachers/tiny}
 pairs: {count: 200, heldout: 120, steps: 4, order: 2, batch_size: 50, shard_size: 100}
-subset: {size: 100}
+subset: {count: 100}
 student: {init: random, block_out_channels: [16, 32], down_block_types: [DownBlock2D, AttnDownBlock2D],
           up_block_types: [AttnUpBlock2D, UpBlock2D], norm_num_groups: 8}
 train_lines: {lr: 0.001, epochs: 2, batch_size: 32, log_every: 1, checkpoint_every: 2}

@@ -18,7 +18,10 @@ import pytest
 import yaml
 
 from conftest import ROOT, make_tiny_teacher, micro_params
+from lines_model.config import load_params
+from lines_model.errors import ConfigError
 from lines_model.evaluation import METRIC_KEYS
+from stages import train_lines
 from tools.stage_deps import declared
 
 pytestmark = pytest.mark.e2e
@@ -60,7 +63,8 @@ def repo(tmp_path_factory) -> Path:
         shutil.copy(ROOT / name, r)
     shutil.copytree(ROOT / "teachers" / "shapes-features", r / "teachers" / "shapes-features")
     make_tiny_teacher(r / "teachers" / "tiny")
-    (r / "params.yaml").write_text(micro_params())
+    # Room for a subset of 1,000 pairs (the round trip's experiment), trained for one epoch to keep it short.
+    (r / "params.yaml").write_text(micro_params(pairs={"count": 1200}, train_lines={"epochs": 1}))
     sh(r, "git", "init", "-q")
     sh(r, "git", "config", "user.email", "e2e@example.com")
     sh(r, "git", "config", "user.name", "e2e")
@@ -153,17 +157,40 @@ def test_a_training_precision_leaves_the_pairs_alone(repo):
     restore(repo)
 
 
-def test_experiment_round_trip_runs_nothing_and_reruns_succeed(repo):
-    out = sh(repo, "dvc", "exp", "run", "-S", "train_lines.lr=0.0005")
-    assert ran(out) == {"train_lines", "evaluate"}
+def test_experiment_round_trip_runs_nothing_and_reruns_succeed(repo, monkeypatch):
+    # The subset's size: under its old name, subset.size, DVC's run-cache left it out of its key
+    # (treeverse/dvc#10296), and this experiment restored the previous subset as "cached".
+    out = sh(repo, "dvc", "exp", "run", "-S", "subset.count=1000")
+    assert ran(out) == {"subset_50k", "train_lines", "evaluate"}
+    subset_file = repo / "data" / "subset.json"
+    made = subset_file.read_text()
+    subset = json.loads(made)
+    assert subset["count"] == len(set(subset["indices"])) == len(subset["indices"]) == 1000
+    assert subset["made_from"]["subset_50k"] == {"subset.count": 1000, "subset.seed": 0}
+    sidecar = json.loads((repo / "models" / "lines" / "lines_model.json").read_text())
+    assert sidecar["made_from"]["subset_50k"]["subset.count"] == 1000
     first = json.loads((repo / "metrics" / "evaluate.json").read_text())["lines_1step"]
     restore(repo)  # back to the committed params: nothing to redo
     assert changed(repo) == set()
     assert ran(sh(repo, "dvc", "repro")) == set()
+    # The experiment's subset restored under the committed params, as a cache that ignores the key
+    # would: the stage that reads it refuses it before any work (its command line: test_provenance.py).
+    committed = subset_file.read_text()
+    subset_file.unlink()  # never write through a link into DVC's cache
+    subset_file.write_text(made)
+    monkeypatch.chdir(repo)
+    stale = r"^subset\.count: data/subset\.json was made with 1000, the params have 100 \(a stale output\); remake it: dvc repro"
+    with pytest.raises(ConfigError, match=stale + r" --force --single-item subset_50k$"):
+        train_lines.main(load_params("params.yaml"))
+    assert not (repo / "scratch").exists() or not list((repo / "scratch").iterdir())
+    subset_file.unlink()
+    subset_file.write_text(committed)
+    assert changed(repo) == set()
     # The same experiment again: served from the run-cache, nothing trained or evaluated again.
-    out = sh(repo, "dvc", "exp", "run", "-S", "train_lines.lr=0.0005")
+    out = sh(repo, "dvc", "exp", "run", "-S", "subset.count=1000")
     assert ran(out) == set(), out
-    assert "Stage 'train_lines' is cached" in out and "Stage 'evaluate' is cached" in out
+    assert all(f"Stage '{s}' is cached" in out for s in ("subset_50k", "train_lines", "evaluate")), out
+    assert subset_file.read_text() == made
     again = json.loads((repo / "metrics" / "evaluate.json").read_text())["lines_1step"]
     assert {k: again[k] for k in ("fid", "kid", "mse")} == {k: first[k] for k in ("fid", "kid", "mse")}
     restore(repo)
@@ -171,7 +198,7 @@ def test_experiment_round_trip_runs_nothing_and_reruns_succeed(repo):
 
 
 def test_pairs_count_reruns_everything(repo):
-    # (A train_lines.lr experiment reruns exactly train_lines and evaluate: see the round trip above.)
+    # (A subset.count experiment reruns exactly subset_50k, train_lines and evaluate: see the round trip above.)
     # pairs.count changes teacher_pairs, and every other stage reads what teacher_pairs writes, so
     # `dvc repro` reruns all of them (DVC's own rule; running it would only time the micro pipeline).
     params = yaml.safe_load((repo / "params.yaml").read_text())

@@ -32,7 +32,7 @@ def test_subset_is_sorted_distinct_and_a_function_of_its_arguments():
     assert a == sorted(set(a)) and len(a) == 100 and 0 <= a[0] and a[-1] < 1000
     assert a == select(1000, 100, 0) and a != select(1000, 100, 1)
     assert select(10, 10, 0) == list(range(10))
-    with pytest.raises(ConfigError, match=r"subset\.size: 11 is larger than the 10 pairs"):
+    with pytest.raises(ConfigError, match=r"subset\.count: 11 is larger than the 10 pairs"):
         select(10, 11, 0)
 
 

@@ -27,7 +27,7 @@ def test_the_merged_cifar10_profile_is_the_original_experiment(tmp_path):
     assert p.teacher.model == "teachers/ddpm-cifar10-32"
     assert (p.pairs.sampler, p.pairs.steps, p.pairs.count) == ("ddim", 200, 250_000)
     assert p.pairs.mixed_precision == "no"  # fp32 pairs on every device (auto is bf16 on CUDA)
-    assert p.subset.size == 50_000
+    assert p.subset.count == 50_000
     s = p.student
     assert s.init == "random" and s.block_out_channels == (64, 128, 256) and s.layers_per_block == 1
     assert set(s.down_block_types) == {"DownBlock2D"} and set(s.up_block_types) == {"UpBlock2D"}  # attention: mid block only

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-import yaml
+from typing import Any
 
 from lines_model.config.cd import CDCfg
 from lines_model.config.evaluate import EvaluateCfg
@@ -26,10 +25,10 @@ from lines_model.config.students import BaselineCfg, LinesCfg, StudentCfg
 from lines_model.config.subset import SubsetCfg
 from lines_model.config.teacher import TeacherCfg
 from lines_model.config.training import TrainCfg
-from lines_model.errors import ConfigError
+from lines_model.errors import ConfigError, InputError
 from lines_model.typed import from_dict, to_dict
 
-__all__ = ["Params", "load_params", "parse_params", "to_dict"]
+__all__ = ["Params", "load_params", "parse_params", "read_yaml", "to_dict"]
 
 
 @dataclass(frozen=True)
@@ -46,8 +45,8 @@ class Params:
     runtime: RuntimeCfg
 
     def validate(self, where: str) -> None:
-        if self.subset.size > self.pairs.count:
-            raise ConfigError(f"subset.size: {self.subset.size} is larger than pairs.count={self.pairs.count}")
+        if self.subset.count > self.pairs.count:
+            raise ConfigError(f"subset.count: {self.subset.count} is larger than pairs.count={self.pairs.count}")
         e = self.evaluate
         if e.count + e.reference > self.pairs.heldout:
             raise ConfigError(
@@ -75,14 +74,27 @@ def parse_params(data: dict) -> Params:
     return from_dict(Params, data, "")
 
 
+def read_yaml(text: str) -> Any:
+    """A params document read as DVC reads it (ruamel.yaml's safe loader, YAML 1.2), so that a stage
+    computes with the values DVC records in dvc.lock and that `dvc exp run -S` writes. PyYAML reads
+    YAML 1.1, where the unquoted `no` that `-S runtime.mixed_precision=no` writes is false, `010` is 8
+    (DVC: 10) and `1:30` is 90. Raises InputError (one line) on a document that does not parse."""
+    from ruamel.yaml import YAML, YAMLError
+
+    try:
+        return YAML(typ="safe").load(text)
+    except YAMLError as e:
+        raise InputError(" ".join(str(e).split())) from None
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: params file not found")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        data = read_yaml(path.read_text())
+    except InputError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
     try:
         return parse_params(data or {})
     except ConfigError as e:

@@ -13,9 +13,9 @@ from lines_model.methods.base import Layout, Method, generator_name
 NAME = "baseline"
 
 
-def train(params: Params, layout: Layout, *, out=None, live=None) -> None:
+def train(params: Params, layout: Layout, *, out=None, live=None, made_from=None) -> None:
     one_step.train_student(params, NAME, "train_baseline", BaselineLoss(params.train_baseline.loss), layout, entry=__file__,
-                           subset=False, out=out, live=live)
+                           subset=False, out=out, live=live, made_from=made_from)
 
 
 def load(folder, meta: dict | None = None, steps: int | None = None, **kw):

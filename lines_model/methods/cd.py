@@ -44,7 +44,7 @@ from lines_model.generators import Generator, sample_shape
 from lines_model.losses import distance
 from lines_model.methods.base import Layout, Method, generator_name
 from lines_model.hashing import hash_files
-from lines_model.provenance import scratch_key
+from lines_model.provenance import RECORD, scratch_key
 from lines_model.samplers import log_snr
 from lines_model.students import LinesStudent, init_student, load_student, save_student
 from lines_model.training import train as train_loop
@@ -192,7 +192,7 @@ def variant(init: str) -> str:
     return NAME if init == "teacher" else f"{NAME}_{init}"
 
 
-def train(params: Params, layout: Layout, *, out=None, live=None) -> None:
+def train(params: Params, layout: Layout, *, out=None, live=None, made_from=None) -> None:
     """Train one consistency model per cd.init into out/<init> (default models/cd/<init>)."""
     from dvclive import Live
 
@@ -234,6 +234,8 @@ def train(params: Params, layout: Layout, *, out=None, live=None) -> None:
         sidecar = {"method": NAME, "init": init, "steps_trained": result.steps, "final_loss": result.final_loss,
                    "sigma_min": s_min, "sigma_max": s_max, "sigma_data": cd.sigma_data,
                    "sampling_sigmas": list(cd.sampling_sigmas), "config": dataclasses.asdict(cd), "teacher": teacher.source}
+        if made_from is not None:
+            sidecar[RECORD] = made_from
         done[init] = (result.ema_model.student, sidecar, ckpt)
     if not main:
         return

@@ -15,10 +15,10 @@ from lines_model.methods.base import Layout, Method, generator_name
 NAME = "lines"
 
 
-def train(params: Params, layout: Layout, *, out=None, live=None) -> None:
+def train(params: Params, layout: Layout, *, out=None, live=None, made_from=None) -> None:
     cfg = params.train_lines
     one_step.train_student(params, NAME, "train_lines", LinesLoss(cfg.loss, cfg.t_dist), layout, entry=__file__, subset=True,
-                           out=out, live=live)
+                           out=out, live=live, made_from=made_from)
 
 
 def load(folder, meta: dict | None = None, steps: int | None = None, **kw):

@@ -23,7 +23,7 @@ from lines_model.methods.base import Layout, generator_name
 from lines_model.students import init_student, load_student, save_student
 from lines_model.hashing import fingerprint
 from lines_model.imaging import to_unit
-from lines_model.provenance import scratch_key
+from lines_model.provenance import RECORD, scratch_key
 from lines_model.training import train
 
 PROGRESS_GRIDS = 4  # sample grids kept in the training log: evenly spaced epochs, the last included
@@ -52,10 +52,12 @@ def train_student(
     subset: bool,
     out: str | Path | None = None,
     live: str | Path | None = None,
+    made_from: dict | None = None,
 ) -> None:
     """Train the student of `method` with `loss_fn` under the settings of params section `section`, on
     the pairs (only the subset's with `subset`), and save it to `out` (default layout.model(method));
-    curves and sample grids go to the dvclive folder `live` (default layout.live(method)).
+    curves and sample grids go to the dvclive folder `live` (default layout.live(method)); `made_from`
+    (provenance.made_from), where given, goes into the student's sidecar.
 
     The resumable checkpoint lives under layout.scratch, keyed by everything that changes the result
     (the code `entry` runs among it), and is removed once the student is saved.
@@ -106,6 +108,8 @@ def train_student(
         "teacher": data.manifest.teacher,
         "teacher_sha256": data.manifest.teacher_sha256,
     }
+    if made_from is not None:
+        sidecar[RECORD] = made_from
     save_student(result.ema_model, out, sidecar)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
 

@@ -21,12 +21,12 @@ NAME = "pd"
 LABEL = "PD"
 
 
-def train(params: Params, layout: Layout, *, out=None, live=None) -> None:
+def train(params: Params, layout: Layout, *, out=None, live=None, made_from=None) -> None:
     from lines_model.teachers import load_teacher
 
     teacher = load_teacher(params.teacher.model, params.teacher.revision, device=runtime.state().device)
     distill.distill(params, teacher, pairs_dir=layout.pairs, out_dir=out or layout.model(NAME), scratch_dir=layout.scratch,
-                    entry=__file__)
+                    entry=__file__, made_from=made_from)
 
 
 def load(folder, meta: dict | None = None, steps: int | None = None, *, device="cpu", runtime_cfg=None) -> Generator:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 
@@ -19,8 +20,8 @@ import torch
 from lines_model import atomic, pairs, parametrisation, runtime
 from lines_model.config import Params
 from lines_model.methods.pd import target
-from lines_model.students import load_unet, save_student
-from lines_model.provenance import scratch_key
+from lines_model.students import SIDECAR, load_unet, save_student
+from lines_model.provenance import RECORD, scratch_key
 from lines_model.training import train
 
 
@@ -32,9 +33,10 @@ def round_identity(params: Params, teacher_sha256: str, shards: dict, n: int) ->
 
 
 def distill(params: Params, teacher, *, pairs_dir: str | Path, out_dir: str | Path, scratch_dir: str | Path,
-            entry: str | Path = __file__) -> None:
-    """Run every round and write each round's student to `out_dir/<N>step`; a round's scratch folder is
-    keyed by the code `entry` runs, among the rest."""
+            entry: str | Path = __file__, made_from: dict | None = None) -> None:
+    """Run every round and write each round's student to `out_dir/<N>step`, with `made_from`
+    (provenance.made_from), where given, in its sidecar; a round's scratch folder is keyed by the
+    code `entry` runs, among the rest."""
     pd = params.pd
     data = pairs.CleanImages(pairs.PairStore(pairs_dir))
     sched_cfg = dict(teacher.scheduler_config)
@@ -69,6 +71,11 @@ def distill(params: Params, teacher, *, pairs_dir: str | Path, out_dir: str | Pa
     with atomic.atomic_dir(out_dir) as tmp:
         for n, folder in done.items():
             shutil.copytree(folder, tmp / f"{n}step")
+            if made_from is not None:
+                # Recorded here rather than when the round finished: a finished round in scratch
+                # serves any pd.end_steps (round_identity), so its record is this run's.
+                sidecar = tmp / f"{n}step" / SIDECAR
+                atomic.write_json(sidecar, {**json.loads(sidecar.read_text()), RECORD: made_from})
     for folder in done.values():
         shutil.rmtree(folder, ignore_errors=True)
 
