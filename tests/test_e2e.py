@@ -106,7 +106,7 @@ def test_every_student_folder_reloads_as_the_type_it_trained_as(repo):
     assert len(folders) == 6  # lines, baseline, pd/2step, pd/1step, cd/teacher, cd/lines
     for folder in folders:
         meta = json.loads((folder / "lines_model.json").read_text())
-        if meta["kind"] == "progressive":
+        if meta["method"] == "pd":
             assert meta["prediction_type"] == "v_prediction"  # the tiny teacher's own, kept by its students
             assert load_scheduler_config(folder)["prediction_type"] == meta["prediction_type"]
         elif meta.get("parametrisation") == "teacher":
