@@ -64,7 +64,7 @@ import torch
 from torch_fidelity.metric_kid import kernel_mmd
 
 from lines_model import distance_passes as passes
-from lines_model import fidelity
+from lines_model import fidelity, halves
 from lines_model.fid_halves import fid_replicates
 
 # Half-sample replicates (two per complementary pair): an error from P pairs is itself uncertain
@@ -118,14 +118,11 @@ class Replicates:
 
 
 def _check(n: int, m: int, n_boot: int, kid_subset_size, kid_subsets: int, prc_neighborhood: int) -> int:
-    if n_boot < 4:
-        raise ValueError(f"n_boot: need at least 2 pairs of complementary halves (4 replicates), got {n_boot}")
-    subset = fidelity.check_metric_args(min(n, m), kid_subset_size, kid_subsets, prc_neighborhood)
-    h = min(n, m) // 2
-    if not prc_neighborhood < h:
-        raise ValueError(f"prc_neighborhood: the errors use halves of {h} items, so it must be "
-                         f"below {h}, got {prc_neighborhood}")
-    return subset
+    try:
+        halves.check(n, m, n_boot, prc_neighborhood)
+    except halves.SizeError as e:
+        raise ValueError(f"{'n_boot' if e.arg == 'replicates' else e.arg}: {e.reason}") from None
+    return fidelity.check_metric_args(min(n, m), kid_subset_size, kid_subsets, prc_neighborhood)
 
 
 def complementary_halves(n: int, pairs: int, rng: np.random.Generator) -> torch.Tensor:

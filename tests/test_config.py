@@ -243,3 +243,25 @@ def test_a_refused_value_stops_the_first_and_the_last_stage_before_work(tmp_path
         assert r.returncode == 2, r.stderr
         assert r.stderr.strip() == "error: pairs.steps: 2000 steps exceed the teacher's 1000 training timesteps", r.stderr
     assert not (tmp_path / "data").exists() and not (tmp_path / "scratch").exists()
+
+
+@pytest.mark.parametrize(
+    "evaluate, message",
+    [
+        ({"se_replicates": 3}, "error: params.yaml: evaluate.se_replicates: need at least 2 pairs of complementary halves "
+                               "(4 replicates), got 3"),
+        ({"count": 600, "reference": 400, "prc_neighborhood": 250},
+         "error: params.yaml: evaluate.prc_neighborhood: the errors use halves of 200 items (half of the smaller of 600 "
+         "generated and 400 reference items), so it must lie in [1, 199], got 250 (evaluate.count: 600)"),
+    ],
+)
+def test_what_the_standard_errors_cannot_use_stops_evaluate_before_any_generator_samples(tmp_path, evaluate, message):
+    # The params check calls the rule the errors enforce (halves.check): it cannot accept what they refuse.
+    params = with_({"evaluate": evaluate})
+    params["teacher"]["model"] = str(ROOT / "teachers" / "shapes-ddpm")
+    params["evaluate"]["feature_dir"] = str(ROOT / "teachers" / "shapes-features")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    r = _run_stage(tmp_path, "evaluate", timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == message, r.stderr
+    assert not (tmp_path / "metrics").exists() and not (tmp_path / "plots").exists()

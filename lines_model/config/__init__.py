@@ -56,9 +56,6 @@ class Params:
         for k in e.pd_steps:
             if k not in self.pd.round_steps():
                 raise ConfigError(f"evaluate.pd_steps: {k} is not a step count any round of pd produces ({self.pd.round_steps()})")
-        # The standard errors recompute precision/recall on half of the generated images.
-        if e.prc_neighborhood >= min(e.count // 2, e.reference, e.data_count // 2 if e.data_reference else e.count):
-            raise ConfigError(f"evaluate.prc_neighborhood: {e.prc_neighborhood} must be below half of evaluate.count and of evaluate.data_count, and below evaluate.reference")
         if e.feature_extractor == "shapes-features" and not e.feature_dir:
             raise ConfigError("evaluate.feature_dir: the shapes-features extractor needs its weights folder")
         if any(not 1 <= k <= 1 + len(self.cd.sampling_sigmas) for k in e.cd_steps):

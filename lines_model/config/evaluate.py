@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from lines_model import halves
+from lines_model.errors import ConfigError
 from lines_model.typed import field
 
 
@@ -35,3 +37,16 @@ class EvaluateCfg:
     grid_columns: int = field(min=1)
     trajectory_samples: int = field(min=1)  # rows (pairs of rows) of the trajectory figure
     trajectory_ts: tuple[float, ...]
+
+    def validate(self, where: str) -> None:
+        # The errors of the held-out evaluation, and of the data reference where there is one.
+        sets = [("count", self.count, self.reference)]
+        if self.data_reference:
+            sets.append(("data_count", self.data_count, self.data_count))
+        for name, n, m in sets:
+            try:
+                halves.check(n, m, self.se_replicates, self.prc_neighborhood)
+            except halves.SizeError as e:
+                key = "se_replicates" if e.arg == "replicates" else e.arg
+                sizes = f" ({where}.{name}: {n})" if e.arg != "replicates" else ""
+                raise ConfigError(f"{where}.{key}: {e.reason}{sizes}") from None
