@@ -5,7 +5,6 @@ the figures' code)."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F

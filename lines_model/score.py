@@ -13,7 +13,6 @@ the `evaluate` section of the params file, so the numbers are the ones `metrics/
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

@@ -8,7 +8,6 @@ pipeline layout (unet/ and scheduler/ subfolders) are accepted. Weights load fro
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from conftest import shipped_params
-from lines_model import pairs
 from lines_model.methods.pd import distill as pd_training
 from lines_model.errors import ConfigError
 from lines_model.imaging import PSNR_CAP_DB, per_sample_psnr, psnr

@@ -19,7 +19,6 @@ Every output is written atomically; an existing one is kept unless `--force`.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 from collections.abc import Sequence
 from pathlib import Path

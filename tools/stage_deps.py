@@ -64,7 +64,7 @@ def write_dvc_yaml(path: Path) -> None:
         if re.match(rf"^\s+- {PACKAGE}/", line):
             continue
         out.append(line)
-        if stage and re.match(rf"^\s+- stages/\w+\.py\s*$", line):
+        if stage and re.match(r"^\s+- stages/\w+\.py\s*$", line):
             indent = line[: len(line) - len(line.lstrip())]
             out.extend(f"{indent}- {d}\n" for d in declared(stages[stage]))
     path.write_text("".join(out))

@@ -109,7 +109,7 @@ def _save(out: Path, model: UNet2DModel, ema: EMAModel, scheduler, cfg, losses, 
         scheduler.save_pretrained(tmp)
         cfg_dict = to_dict(cfg)
         (tmp / "train_config.yaml").write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
-        lines = ["step,loss"] + [f"{i + 1},{l:.6f}" for i, l in enumerate(losses)]
+        lines = ["step,loss"] + [f"{i + 1},{v:.6f}" for i, v in enumerate(losses)]
         (tmp / "loss.csv").write_text("\n".join(lines) + "\n")
         (tmp / "progress.json").write_text(f'{{"step": {step}, "steps": {cfg.steps}}}\n')
 

@@ -24,7 +24,6 @@ from lines_model.config.runtime import RuntimeCfg
 from lines_model.config.students import BaselineCfg, LinesCfg, StudentCfg
 from lines_model.config.subset import SubsetCfg
 from lines_model.config.teacher import TeacherCfg
-from lines_model.config.training import TrainCfg
 from lines_model.errors import ConfigError, InputError
 from lines_model.typed import from_dict, to_dict
 

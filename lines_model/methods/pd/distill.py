@@ -15,7 +15,6 @@ import json
 import shutil
 from pathlib import Path
 
-import torch
 
 from lines_model import atomic, pairs, parametrisation, runtime
 from lines_model.config import Params
