@@ -150,7 +150,7 @@ def test_a_training_precision_leaves_the_pairs_alone(repo):
     data = yaml.safe_load(params.read_text())
     data["runtime"]["mixed_precision"] = "fp16" if data["runtime"]["mixed_precision"] != "fp16" else "bf16"
     params.write_text(yaml.safe_dump(data))
-    assert changed(repo) == {"train_lines", "train_baseline", "distill_progressive", "evaluate"}
+    assert changed(repo) == {"train_lines", "train_baseline", "distill_progressive", "distill_consistency", "evaluate"}
     data["pairs"]["mixed_precision"] = "no" if data["pairs"]["mixed_precision"] != "no" else "bf16"
     params.write_text(yaml.safe_dump(data))
     assert "teacher_pairs" in changed(repo)  # the pairs' own precision key
@@ -161,7 +161,8 @@ def test_experiment_round_trip_runs_nothing_and_reruns_succeed(repo, monkeypatch
     # The subset's size: under its old name, subset.size, DVC's run-cache left it out of its key
     # (treeverse/dvc#10296), and this experiment restored the previous subset as "cached".
     out = sh(repo, "dvc", "exp", "run", "-S", "subset.count=1000")
-    assert ran(out) == {"subset_50k", "train_lines", "evaluate"}
+    # Consistency distillation starts one of its models from the Lines student.
+    assert ran(out) == {"subset_50k", "train_lines", "distill_consistency", "evaluate"}
     subset_file = repo / "data" / "subset.json"
     made = subset_file.read_text()
     subset = json.loads(made)
@@ -189,7 +190,7 @@ def test_experiment_round_trip_runs_nothing_and_reruns_succeed(repo, monkeypatch
     # The same experiment again: served from the run-cache, nothing trained or evaluated again.
     out = sh(repo, "dvc", "exp", "run", "-S", "subset.count=1000")
     assert ran(out) == set(), out
-    assert all(f"Stage '{s}' is cached" in out for s in ("subset_50k", "train_lines", "evaluate")), out
+    assert all(f"Stage '{s}' is cached" in out for s in ("subset_50k", "train_lines", "distill_consistency", "evaluate")), out
     assert subset_file.read_text() == made
     again = json.loads((repo / "metrics" / "evaluate.json").read_text())["lines_1step"]
     assert {k: again[k] for k in ("fid", "kid", "mse")} == {k: first[k] for k in ("fid", "kid", "mse")}
