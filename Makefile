@@ -34,10 +34,11 @@ plots-page: $(PLOTS_PAGE)
 repro: install
 	$(RUN) $(BIN)/dvc repro
 
-# Unit tests and the end-to-end dvc runs on the micro profile (under 5 minutes once installed), on
+# ruff, then unit tests and the end-to-end dvc runs on the micro profile (under 5 minutes once installed), on
 # the CPU, one pytest-xdist worker per core; then, where nvidia-smi is found, the CUDA tests, which
 # the rest of the suite hides CUDA from.
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(RUN) $(BIN)/python -m pytest -q -n auto
 	@if command -v nvidia-smi >/dev/null; then $(RUN) LINES_MODEL_TEST_CUDA=1 $(BIN)/python -m pytest -q tests/test_cuda.py; fi
 

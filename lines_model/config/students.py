@@ -47,11 +47,18 @@ class StudentCfg:
 
 
 @dataclass(frozen=True)
-class BaselineCfg(TrainCfg):
+class OneStepCfg(TrainCfg):
+    """The training of a one-step student on pairs, by epochs (methods/one_step.py)."""
+
     epochs: int = field(min=1)
 
 
 @dataclass(frozen=True)
-class LinesCfg(BaselineCfg):
+class BaselineCfg(OneStepCfg):
+    pass
+
+
+@dataclass(frozen=True)
+class LinesCfg(OneStepCfg):
     # Distribution of t on the line: the one-step sample lives at t = 0 (losses.sample_t).
     t_dist: Literal["uniform", "logit_normal", "beta"]

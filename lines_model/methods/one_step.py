@@ -16,7 +16,7 @@ import torch
 
 from lines_model import generators, imaging, pairs, runtime, samplers
 from lines_model.config import Params, to_dict
-from lines_model.config.training import TrainCfg
+from lines_model.config.students import OneStepCfg
 from lines_model.errors import InputError
 from lines_model.generators import Generator
 from lines_model.methods.base import Layout, generator_name
@@ -64,7 +64,7 @@ def train_student(
     """
     from dvclive import Live
 
-    cfg: TrainCfg = getattr(params, section)
+    cfg: OneStepCfg = getattr(params, section)
     out, live_dir = Path(out or layout.model(method)), Path(live or layout.live(method))
     indices = load_subset(layout.subset) if subset else None
     data = pairs.PairStore(layout.pairs, indices=indices)
