@@ -57,7 +57,7 @@ class Features:
         c = self.cfg
         n = len(next(iter(gens.values())))
         kw = dict(kid_subset_size=min(c.kid_subset_size, n, len(ref)), prc_neighborhood=c.prc_neighborhood)
-        m, reps = uncertainty.shared_metrics_with_errors(gens, ref, n_boot=c.se_replicates, **kw)
+        m, reps = uncertainty.shared_metrics_with_errors(gens, ref, n_replicates=c.se_replicates, **kw)
         diffs = {f"{a} - {b}": uncertainty.difference(m, reps, a, b) for a, b in differences}
         return ({name: _suffixed(v, suffix) for name, v in m.items()}, {name: _suffixed(v, suffix) for name, v in diffs.items()})
 

@@ -69,7 +69,7 @@ from lines_model.fid_halves import fid_replicates
 
 # Half-sample replicates (two per complementary pair): an error from P pairs is itself uncertain
 # by about 1 / sqrt(P) of it, 10% at 200 replicates.
-N_BOOT = 200
+N_REPLICATES = 200
 KID_MC_SUBSETS = 10  # subsets that estimate the Monte Carlo spread of KID
 DIST_KEYS = ("fid", "kid", "precision", "recall")
 
@@ -88,7 +88,7 @@ def _difference_variance(x: np.ndarray) -> float:
 
 @dataclass
 class Replicates:
-    """One generator's metrics on every pair of halves (arrays of n_boot values; 2p and 2p + 1 are
+    """One generator's metrics on every pair of halves (arrays of n_replicates values; 2p and 2p + 1 are
     complementary), and the single-subset KIDs behind KID's Monte Carlo error."""
 
     fid: np.ndarray
@@ -104,10 +104,10 @@ class Replicates:
         subset by subset): valid for replicates of one `shared_replicates` call."""
         return Replicates(*(getattr(self, k) - getattr(other, k) for k in (*DIST_KEYS, "kid_subset_values")), self.kid_subsets)
 
-    def errors(self, n_boot: int | None = None, first: int = 0) -> dict[str, float]:
-        """Standard errors from `n_boot` replicates from number `first` on (all of them by default),
+    def errors(self, n_replicates: int | None = None, first: int = 0) -> dict[str, float]:
+        """Standard errors from `n_replicates` replicates from number `first` on (all of them by default),
         whole complementary pairs."""
-        b = slice(first // 2 * 2, None if n_boot is None else first // 2 * 2 + n_boot // 2 * 2)
+        b = slice(first // 2 * 2, None if n_replicates is None else first // 2 * 2 + n_replicates // 2 * 2)
         kid_mc = self.kid_subset_values.var() / self.kid_subsets
         return {
             "fid_se": math.sqrt(_variance(self.fid[b])),
@@ -117,11 +117,11 @@ class Replicates:
         }
 
 
-def _check(n: int, m: int, n_boot: int, kid_subset_size, kid_subsets: int, prc_neighborhood: int) -> int:
+def _check(n: int, m: int, n_replicates: int, kid_subset_size, kid_subsets: int, prc_neighborhood: int) -> int:
     try:
-        halves.check(n, m, n_boot, prc_neighborhood)
+        halves.check(n, m, n_replicates, prc_neighborhood)
     except halves.SizeError as e:
-        raise ValueError(f"{'n_boot' if e.arg == 'replicates' else e.arg}: {e.reason}") from None
+        raise ValueError(f"{'n_replicates' if e.arg == 'replicates' else e.arg}: {e.reason}") from None
     return fidelity.check_metric_args(min(n, m), kid_subset_size, kid_subsets, prc_neighborhood)
 
 
@@ -145,7 +145,7 @@ def shared_replicates(
     gens: dict[str, torch.Tensor],
     ref: torch.Tensor,
     *,
-    n_boot: int = N_BOOT,
+    n_replicates: int = N_REPLICATES,
     seed: int = 0,
     kid_subset_size: int | None,
     kid_subsets: int = 100,
@@ -164,10 +164,10 @@ def shared_replicates(
         raise ValueError(f"gens: the shared halves need sets of one shape, got {sizes}")
     r = next(iter(checked.values()))[1]
     n, m, k = *next(iter(sizes.values()))[:1], len(r), prc_neighborhood
-    subset = _check(n, m, n_boot, kid_subset_size, kid_subsets, prc_neighborhood)
-    # One stream per set (and one for FID's groups), so the first halves do not depend on n_boot.
+    subset = _check(n, m, n_replicates, kid_subset_size, kid_subsets, prc_neighborhood)
+    # One stream per set (and one for FID's groups), so the first halves do not depend on n_replicates.
     rng_g, rng_r, rng = (np.random.default_rng([seed, s]) for s in range(3))
-    H, K = complementary_halves(n, n_boot // 2, rng_g), complementary_halves(m, n_boot // 2, rng_r)
+    H, K = complementary_halves(n, n_replicates // 2, rng_g), complementary_halves(m, n_replicates // 2, rng_r)
     h, hr = H.sum(1).double(), K.sum(1).double()
     seconds, t0 = {}, time.perf_counter()
 
@@ -210,7 +210,7 @@ def standard_errors(gen: torch.Tensor, ref: torch.Tensor, **settings) -> dict[st
     """Standard errors {"fid_se", "kid_se", "precision_se", "recall_se"} of `metrics_from_features`.
 
     `settings` are the keywords of `shared_replicates` but `with_prc`: the metric arguments of
-    `fidelity.metrics_from_features` (`metric_seed` is its `seed`), `n_boot`, and `seed`, which draws
+    `fidelity.metrics_from_features` (`metric_seed` is its `seed`), `n_replicates`, and `seed`, which draws
     every half, so equal inputs give equal errors. Needs `prc_neighborhood` below half of the smaller
     set (the balls are built within halves).
     """

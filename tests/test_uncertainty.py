@@ -24,9 +24,9 @@ def _gaussian_sets(n: int, m: int, d: int, draws: int, shift: float, seed: int =
     return ref, [torch.randn(n, d, generator=g, dtype=torch.float64) + shift for _ in range(draws)]
 
 
-def _halves(n: int, m: int, n_boot: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def _halves(n: int, m: int, n_replicates: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """The generated and reference halves `uncertainty.replicates` draws with `seed`."""
-    return tuple(uncertainty.complementary_halves(size, n_boot // 2, np.random.default_rng([seed, s])) for s, size in enumerate((n, m)))
+    return tuple(uncertainty.complementary_halves(size, n_replicates // 2, np.random.default_rng([seed, s])) for s, size in enumerate((n, m)))
 
 
 def _full_matrix_replicates(g: torch.Tensor, r: torch.Tensor, k: int, H: torch.Tensor, K: torch.Tensor) -> dict[str, np.ndarray]:
@@ -64,7 +64,7 @@ def _assert_same_replicates(rep: uncertainty.Replicates, expected: dict[str, np.
 def test_replicates_equal_the_full_matrix_computation(dtype):
     ref, (gen,) = _gaussian_sets(300, 280, 50, draws=1, shift=0.3)
     g, r = gen.to(dtype), ref.to(dtype)
-    rep, _ = uncertainty.replicates(g, r, n_boot=40, **KW)
+    rep, _ = uncertainty.replicates(g, r, n_replicates=40, **KW)
     _assert_same_replicates(rep, _full_matrix_replicates(g, r, 3, *_halves(300, 280, 40)))
 
 
@@ -80,7 +80,7 @@ def test_replicates_across_blocks_and_short_neighbour_lists(monkeypatch):
     monkeypatch.setattr(distance_passes, "RADII_ELEMENTS", 500)
     monkeypatch.setattr(distance_passes, "neighbour_list_length", lambda k, n: k + 3)  # often too short
     expected = _full_matrix_replicates(g, r, 3, *_halves(150, 170, 30))
-    rep, prc = uncertainty.replicates(g, r, n_boot=30, with_prc=True, **KW)
+    rep, prc = uncertainty.replicates(g, r, n_replicates=30, with_prc=True, **KW)
     _assert_same_replicates(rep, expected)
     m = fidelity.metrics_from_features(g, r, **KW)  # torch-fidelity, also in blocks of 64
     assert prc == {"precision": m["precision"], "recall": m["recall"]}
@@ -90,10 +90,10 @@ def test_replicates_across_blocks_and_short_neighbour_lists(monkeypatch):
 def test_metrics_with_errors_equal_the_metrics_and_their_errors(n, m, dtype):
     ref, (gen,) = _gaussian_sets(n, m, 50, draws=1, shift=0.2, seed=1)
     g, r = gen.to(dtype), ref.to(dtype)
-    metrics, errors = uncertainty.metrics_with_errors(g, r, n_boot=30, **KW)
+    metrics, errors = uncertainty.metrics_with_errors(g, r, n_replicates=30, **KW)
     assert metrics == fidelity.metrics_from_features(g, r, **KW)  # bit for bit, precision and recall included
     assert list(metrics) == ["fid", "kid", "precision", "recall"]
-    assert errors == uncertainty.standard_errors(g, r, n_boot=30, **KW)
+    assert errors == uncertainty.standard_errors(g, r, n_replicates=30, **KW)
     assert set(errors) == {"fid_se", "kid_se", "precision_se", "recall_se"} and all(v > 0 for v in errors.values())
 
 
@@ -157,25 +157,25 @@ def test_standard_errors_are_deterministic():
     gen32, ref32 = gen.float(), ref.float()
     before = gen32.clone()
     kw = dict(kid_subset_size=30, kid_subsets=10, prc_neighborhood=3)
-    s1 = uncertainty.standard_errors(gen32, ref32, n_boot=30, **kw)
-    s2 = uncertainty.standard_errors(gen32.clone(), ref32.clone(), n_boot=30, **kw)
+    s1 = uncertainty.standard_errors(gen32, ref32, n_replicates=30, **kw)
+    s2 = uncertainty.standard_errors(gen32.clone(), ref32.clone(), n_replicates=30, **kw)
     assert s1 == s2
     assert torch.equal(gen32, before)  # inputs are not modified
-    assert uncertainty.standard_errors(gen32, ref32, n_boot=30, seed=1, **kw) != s1  # the seed draws the halves
+    assert uncertainty.standard_errors(gen32, ref32, n_replicates=30, seed=1, **kw) != s1  # the seed draws the halves
 
 
 def test_errors_from_fewer_replicates_use_the_first_ones():
     ref, (gen,) = _gaussian_sets(60, 80, 8, draws=1, shift=0.5)
-    rep, _ = uncertainty.replicates(gen, ref, n_boot=40, **KW)
-    assert rep.errors() == uncertainty.standard_errors(gen, ref, n_boot=40, **KW)
-    assert rep.errors(20) == uncertainty.standard_errors(gen, ref, n_boot=20, **KW)  # the same first halves
+    rep, _ = uncertainty.replicates(gen, ref, n_replicates=40, **KW)
+    assert rep.errors() == uncertainty.standard_errors(gen, ref, n_replicates=40, **KW)
+    assert rep.errors(20) == uncertainty.standard_errors(gen, ref, n_replicates=20, **KW)  # the same first halves
     assert rep.errors(20, first=20) != rep.errors(20)
 
 
 def test_bad_arguments_are_named():
     f = torch.rand(10, 4)
-    with pytest.raises(ValueError, match="n_boot"):
-        uncertainty.standard_errors(f, f, kid_subset_size=5, n_boot=3)
+    with pytest.raises(ValueError, match="n_replicates"):
+        uncertainty.standard_errors(f, f, kid_subset_size=5, n_replicates=3)
     with pytest.raises(ValueError, match="one shape"):
         uncertainty.shared_replicates({"a": f, "b": f[:8]}, f, kid_subset_size=4)
     with pytest.raises(ValueError, match="prc_neighborhood"):  # the errors build balls within halves of 5

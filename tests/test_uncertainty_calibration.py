@@ -44,7 +44,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def calibration(d: int, shift: float, draws: int = DRAWS, n: int = N, n_boot: int = REPLICATES) -> dict[str, float]:
+def calibration(d: int, shift: float, draws: int = DRAWS, n: int = N, n_replicates: int = REPLICATES) -> dict[str, float]:
     """Per metric of A, and of A - B ("d" + metric): RMS estimated error / observed spread."""
     gen = torch.Generator().manual_seed(d)
     values, errors = [], []
@@ -52,7 +52,7 @@ def calibration(d: int, shift: float, draws: int = DRAWS, n: int = N, n_boot: in
         ref = torch.randn(n, d, generator=gen, dtype=torch.float64)
         z = torch.randn(n, d, generator=gen, dtype=torch.float64)
         gens = {"a": z + shift, "b": 1.2 * z + shift + 0.1}
-        m, reps = uncertainty.shared_metrics_with_errors(gens, ref, n_boot=n_boot, seed=i, **KW)
+        m, reps = uncertainty.shared_metrics_with_errors(gens, ref, n_replicates=n_replicates, seed=i, **KW)
         diff = uncertainty.difference(m, reps, "a", "b")
         values.append({k: m["a"][k] for k in KEYS} | {"d" + k: diff[k] for k in KEYS})
         errors.append({k: m["a"][k + "_se"] for k in KEYS} | {"d" + k: diff[k + "_se"] for k in KEYS})
@@ -71,7 +71,7 @@ def test_difference_errors_keep_the_shared_noise(one_thread):
     sum in quadrature of their own errors, which would overstate it."""
     g = torch.Generator().manual_seed(0)
     ref, z = torch.randn(200, 8, generator=g, dtype=torch.float64), torch.randn(200, 8, generator=g, dtype=torch.float64)
-    m, reps = uncertainty.shared_metrics_with_errors({"a": z + 0.5, "b": 1.2 * z + 0.6}, ref, n_boot=60, **KW)
+    m, reps = uncertainty.shared_metrics_with_errors({"a": z + 0.5, "b": 1.2 * z + 0.6}, ref, n_replicates=60, **KW)
     diff = uncertainty.difference(m, reps, "a", "b")
     for k in ("fid", "kid"):
         assert diff[k] == m["a"][k] - m["b"][k]
