@@ -104,7 +104,8 @@ def _sentence(a: str, b: str, tests: dict[str, Difference], detail) -> str:
         else:
             groups["better on" if (d.mean < 0) == (k in LOWER_IS_BETTER) else "worse on"].append(item)
     head = f"{_label(a)} against {_label(b)}"
-    head = "T" + head[1:] if head.startswith("the ") else head
+    if _label(a) != a:  # a label starts the sentence ("the teacher", "baseline 1-step"); a bare name stays as it is
+        head = head[0].upper() + head[1:]
     parts = [f"{verdict} {_join(items)}" for verdict, items in groups.items() if items]
     return f"- **{head}**: " + "; ".join(parts) + "."
 

@@ -123,9 +123,9 @@ def test_findings_judge_a_pair_the_seed_comparison_covers_by_its_t_test():
                                                              for k in ("fid", "kid", "precision", "recall", "mse")}}}
     differences = {"lines_1step - baseline_1step": _diff(9.0, 0.1), "lines_2step - baseline_1step": _diff(0.0, 0.1)}
     text = findings({}, differences, compare)
-    assert "- **Lines 1-step against the baseline**: better on FID (-0.09 ± 0.04, p = 0.030)" in text
+    assert "- **Lines 1-step against baseline 1-step**: better on FID (-0.09 ± 0.04, p = 0.030)" in text
     assert "9.00" not in text, "the one-seed difference of a pair the seeds cover is not reported beside it"
-    assert "- **Lines 2-step against the baseline**: within noise on FID (+0.00 ± 0.10, 0.0 SE)" in text
+    assert "- **Lines 2-step against baseline 1-step**: within noise on FID (+0.00 ± 0.10, 0.0 SE)" in text
     assert ("FID's standard error over seeds is 0.05-0.05, and the evaluation's own (0.50-0.50) "
             "is 10.0 to 10.0 times larger") in text
 
