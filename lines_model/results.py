@@ -52,6 +52,9 @@ def table(metrics: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+# A seed-compared metric's entry in metrics/compare.json. Not `mean`/`se`: DVC flattens nested keys with dots,
+# and `lines_1step.fid.se` would sit beside metrics/evaluate.json's `lines_1step.fid_se`.
+SEED_KEYS = ("seed_mean", "seed_se", "eval_se")
 COMPARE_METRICS = {"fid": ("FID", 2), "kid": ("KID", 3), "precision": ("precision", 3), "recall": ("recall", 3), "mse": ("MSE", 4)}
 
 
@@ -73,7 +76,7 @@ def compare_table(summary: dict) -> str:
         cells = [label]
         for g in compared:
             m = summary[g][k]
-            cells.append(f"{m['mean']:.{digits}f} ± {m['se']:.{digits}f} (± {m['eval_se']:.{digits}f})")
+            cells.append(f"{m['seed_mean']:.{digits}f} ± {m['seed_se']:.{digits}f} (± {m['eval_se']:.{digits}f})")
         for d in diffs.values():
             t = seed_difference(d[k], n_seeds)
             test = f"{t.n_se:.1f} SE, {t.dof:.0f} dof, {format_p(t.p)}"
@@ -135,9 +138,10 @@ def findings(evaluate: dict, differences: dict, compare: dict | None = None) -> 
             tests = {k: seed_difference(entry[k], len(seeds)) for k in COMPARE_METRICS}
             out.append(_sentence(a, b, tests, _seed_detail))
         fid = [compare[g]["fid"] for g in generators_of(compare)]
-        ratios = [m["eval_se"] / m["se"] for m in fid]
+        ratios = [m["eval_se"] / m["seed_se"] for m in fid]
+        seed_se = [m["seed_se"] for m in fid]
         out.append(f"- Training seeds move these students little: FID's standard error over seeds is "
-                   f"{min(m['se'] for m in fid):.2f}-{max(m['se'] for m in fid):.2f}, and the evaluation's own "
+                   f"{min(seed_se):.2f}-{max(seed_se):.2f}, and the evaluation's own "
                    f"({min(m['eval_se'] for m in fid):.2f}-{max(m['eval_se'] for m in fid):.2f}) is "
                    f"{min(ratios):.1f} to {max(ratios):.1f} times larger.")
         out.append("")
@@ -177,6 +181,15 @@ def load_compare(path: str | Path) -> dict:
     summary = read_json(path, "the seed comparison (metrics/compare.json; run `make compare`)")
     if not isinstance(summary, dict) or "difference" not in summary or not generators_of(summary):
         raise InputError(f"{path}: not the seed comparison's summary (no 'difference' or no generators)")
+    entries = [(g, summary[g], SEED_KEYS) for g in generators_of(summary)]
+    entries += [(d, v, (*SEED_KEYS, "total_se")) for d, v in summary["difference"].items()]
+    for name, entry, keys in entries:
+        for k in COMPARE_METRICS:
+            m = entry.get(k) if isinstance(entry, dict) else None
+            if not isinstance(m, dict) or not all(isinstance(m.get(n), (int, float)) for n in keys):
+                # An older summary holds `mean` and `se`: one line that says what to do, not a KeyError.
+                raise InputError(f"{path}: {name!r} {k} has no number for one of {', '.join(keys)}; "
+                                 "not the seed comparison's summary (rerun `make compare`)")
     return summary
 
 

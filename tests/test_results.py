@@ -62,11 +62,11 @@ def test_the_readme_compare_table_is_what_the_results_command_prints():
 
 
 def test_a_compare_row_shows_means_seed_and_evaluation_errors_and_the_differences_with_dof_and_p():
-    m = {"mean": 8.514, "se": 0.0758, "eval_se": 0.783}
+    m = {"seed_mean": 8.514, "seed_se": 0.0758, "eval_se": 0.783}
     summary = {"seeds": [0, 1, 2], "lines_1step": {k: m for k in ("fid", "kid", "precision", "recall", "mse")},
                "lines_2step": {k: m for k in ("fid", "kid", "precision", "recall", "mse")},
                "baseline_1step": {k: m for k in ("fid", "kid", "precision", "recall", "mse")},
-               "difference": {"lines_1step-baseline_1step": {k: {"mean": -1.2, "se": 0.24, "eval_se": 0.32}
+               "difference": {"lines_1step-baseline_1step": {k: {"seed_mean": -1.2, "seed_se": 0.24, "eval_se": 0.32}
                                                              for k in ("fid", "kid", "precision", "recall", "mse")}}}
     fid_row = compare_table(summary).splitlines()[2]
     # total SE 0.40; dof 0.16^2 / (0.24^4 / 2) = 15.4; p of t = 3.0 at 15.4 dof.
@@ -116,11 +116,12 @@ def test_findings_sort_differences_by_direction_and_noise():
 
 
 def test_findings_judge_a_pair_the_seed_comparison_covers_by_its_t_test():
-    m = {"mean": 1.0, "se": 0.05, "eval_se": 0.5}
+    m = {"seed_mean": 1.0, "seed_se": 0.05, "eval_se": 0.5}
     compare = {"seeds": [0, 1, 2], **{g: {k: m for k in ("fid", "kid", "precision", "recall", "mse")}
                                      for g in ("lines_1step", "lines_2step", "baseline_1step")},
-               "difference": {"lines_1step-baseline_1step": {k: {"mean": -0.094, "se": 0.02318, "eval_se": 0.03232}
-                                                             for k in ("fid", "kid", "precision", "recall", "mse")}}}
+               "difference": {"lines_1step-baseline_1step": {
+                   k: {"seed_mean": -0.094, "seed_se": 0.02318, "eval_se": 0.03232}
+                   for k in ("fid", "kid", "precision", "recall", "mse")}}}
     differences = {"lines_1step - baseline_1step": _diff(9.0, 0.1), "lines_2step - baseline_1step": _diff(0.0, 0.1)}
     text = findings({}, differences, compare)
     assert "- **Lines 1-step against baseline 1-step**: better on FID (-0.09 ± 0.04, p = 0.030)" in text
@@ -147,3 +148,47 @@ def test_the_findings_command_prints_what_the_readme_holds():
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == readme.blocks(ROOT / "metrics")["findings"]
+
+
+def _dvc_metric_keys(obj: dict, prefix: str = "") -> list[str]:
+    """The column names `dvc metrics show` makes of a metrics file: nested keys joined by ".", lists left out."""
+    out = []
+    for k, v in obj.items():
+        if isinstance(v, dict):
+            out += _dvc_metric_keys(v, f"{prefix}{k}.")
+        elif not isinstance(v, list):
+            out.append(prefix + k)
+    return out
+
+
+def test_no_two_dvc_metric_keys_differ_only_by_underscore_against_dot():
+    # `dvc metrics show` puts every metrics file's keys in one table: `lines_1step.fid_se` (the evaluation's
+    # error) beside a `lines_1step.fid.se` (another error) would read as the same number.
+    from tools.stage_deps import pipeline_stages
+
+    declared = [m for st in pipeline_stages().values() for m in st.get("metrics", [])]
+    files = [next(iter(m)) if isinstance(m, dict) else m for m in declared]
+    results = ["metrics/evaluate.json", "metrics/differences.json", "metrics/compare.json"]
+    assert set(results) <= set(files)
+    keys = {f: _dvc_metric_keys(json.loads((ROOT / f).read_text())) for f in files if (ROOT / f).exists()}
+    assert all(keys[f] for f in results)
+    by_spelling: dict[str, set[str]] = {}
+    for k in (k for ks in keys.values() for k in ks):
+        by_spelling.setdefault(k.replace(".", "_"), set()).add(k)
+    assert [sorted(v) for v in by_spelling.values() if len(v) > 1] == []
+    # Nor does one results file repeat another's key, which would share its column.
+    for i, a in enumerate(results):
+        for b in results[i + 1:]:
+            assert set(keys[a]) & set(keys[b]) == set(), (a, b)
+
+
+def test_a_seed_comparison_with_the_old_key_names_is_refused_in_one_line(tmp_path):
+    summary = json.loads((ROOT / "metrics" / "compare.json").read_text())
+    fid = summary["lines_1step"]["fid"]
+    summary["lines_1step"]["fid"] = {"mean": fid["seed_mean"], "se": fid["seed_se"], "eval_se": fid["eval_se"]}
+    f = tmp_path / "compare.json"
+    f.write_text(json.dumps(summary))
+    cmd = [sys.executable, "-m", "lines_model", "results", "--compare", "-i", str(f)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "'lines_1step' fid has no number for one of seed_mean, seed_se, eval_se" in r.stderr
