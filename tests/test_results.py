@@ -6,6 +6,7 @@ The README's copies sit between markers that tools/readme.py rewrites; the tests
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -192,3 +193,101 @@ def test_a_seed_comparison_with_the_old_key_names_is_refused_in_one_line(tmp_pat
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert "'lines_1step' fid has no number for one of seed_mean, seed_se, eval_se" in r.stderr
+
+
+def _git(repo, *args):
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    r = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, env=os.environ | env, check=True)
+    return r.stdout.strip()
+
+
+def _evaluation(fid: float, fid_se: float, recall: float) -> dict:
+    m = {"nfe": 1, "fid": fid, "fid_se": fid_se, "kid": 0.1, "kid_se": 0.01, "precision": 0.8, "precision_se": 0.02,
+         "recall": recall, "recall_se": 0.03, "mse": 0.01, "mse_se": 0.001}
+    return {"teacher": m | {"fid": 1.0, "fid_se": 0.2, "recall": 0.9}, "lines_1step": m}
+
+
+@pytest.fixture
+def two_revisions(tmp_path):
+    """A git repository whose metrics/evaluate.json changed between two commits, with no DVC."""
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "README").write_text("no metrics yet\n")
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "commit", "-q", "-m", "before any evaluation")
+    (tmp_path / "metrics").mkdir()
+    f = tmp_path / "metrics" / "evaluate.json"
+    f.write_text(json.dumps(_evaluation(8.0, 0.3, 0.70) | {"pd_1step": _evaluation(20.0, 1.0, 0.3)["lines_1step"]}))
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "commit", "-q", "-m", "first")
+    f.write_text(json.dumps(_evaluation(9.0, 0.4, 0.72)))
+    _git(tmp_path, "commit", "-q", "-am", "second")
+    return tmp_path
+
+
+def _against(repo, *args):
+    return subprocess.run([sys.executable, "-m", "lines_model", "results", "--against", *args], cwd=repo,
+                          capture_output=True, text=True)
+
+
+def test_results_against_a_revision_shows_each_difference_with_its_standard_error(two_revisions):
+    r = _against(two_revisions, "HEAD~1")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    first = _git(two_revisions, "rev-parse", "HEAD~1")[:7]
+    assert lines[0].startswith(f"metrics/evaluate.json minus HEAD~1 ({first}), each difference ± its standard error")
+    # The errors cannot be paired across runs, and the output says, in one line, what that costs.
+    assert lines[1].startswith("The two runs' standard errors are combined as independent, sqrt(se_a^2 + se_b^2)")
+    assert "overstates the error" in lines[1] and "positive correlation" in lines[1]
+    assert lines[3] == "| generator | FID | KID | precision | recall | MSE |"
+    # FID 9.0 against 8.0, SE sqrt(0.4^2 + 0.3^2) = 0.5: 2.0 standard errors, not beyond two. Recall +0.02 against
+    # an SE of 0.042 is noise; the teacher did not move.
+    same = "+0.000 ± 0.014 | +0.000 ± 0.028 | {recall} ± 0.042 | +0.0000 ± 0.0014 |"
+    assert lines[5] == "| teacher | +0.00 ± 0.28 | " + same.format(recall="+0.000")
+    assert lines[6] == "| lines_1step | +1.00 ± 0.50 | " + same.format(recall="+0.020")
+    assert lines[7] == f"Only in HEAD~1 ({first}): pd_1step."
+
+
+def test_results_against_flags_a_difference_beyond_two_standard_errors(two_revisions):
+    f = two_revisions / "metrics" / "evaluate.json"
+    f.write_text(json.dumps(_evaluation(10.5, 0.4, 0.72)))  # uncommitted: the working tree's file against HEAD
+    r = _against(two_revisions, "HEAD")
+    assert r.returncode == 0, r.stderr
+    row = next(line for line in r.stdout.splitlines() if line.startswith("| lines_1step"))
+    # +1.5 against sqrt(0.4^2 + 0.4^2) = 0.57: 2.7 standard errors.
+    assert row.split(" | ")[1] == "**+1.50 ± 0.57 (2.7 SE)**"
+    other = two_revisions / "other.json"
+    other.write_text(json.dumps(_evaluation(9.0, 0.4, 0.72)))
+    r = _against(two_revisions, "HEAD", "-i", str(other))
+    assert r.returncode == 0 and "| lines_1step | +0.00 ± 0.57 |" in r.stdout, r.stdout + r.stderr
+
+
+def test_results_against_a_dvc_experiment_reads_its_commit(two_revisions):
+    # `dvc exp run` keeps an experiment as a commit at refs/exps/<baseline[:2]>/<baseline[2:]>/<name>.
+    baseline = _git(two_revisions, "rev-parse", "HEAD")
+    _git(two_revisions, "update-ref", f"refs/exps/{baseline[:2]}/{baseline[2:]}/lucky-seed", "HEAD~1")
+    r = _against(two_revisions, "lucky-seed")
+    assert r.returncode == 0, r.stderr
+    first = _git(two_revisions, "rev-parse", "HEAD~1")[:7]
+    assert r.stdout.startswith(f"metrics/evaluate.json minus experiment lucky-seed ({first}),")
+    assert "| lines_1step | +1.00 ± 0.50 |" in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["no-such-rev"], "error: --against: 'no-such-rev' is neither a git revision nor a DVC experiment of this"),
+    (["HEAD~2"], "error: --against: metrics/evaluate.json is not in HEAD~2 ("),
+    (["HEAD", "--compare"], "error: --against compares two evaluations; give it without --compare and --findings"),
+    (["HEAD", "-i", "missing.json"], "error: missing.json: missing; expected the evaluation's metrics"),
+])
+def test_results_against_refuses_in_one_line(two_revisions, args, message):
+    r = _against(two_revisions, *args)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith(message) and r.stdout == "", r.stderr
+
+
+def test_results_against_outside_a_git_repository_is_one_line(tmp_path):
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "evaluate.json").write_text(json.dumps(_evaluation(9.0, 0.4, 0.72)))
+    # A ceiling, so that git does not find a repository above the temporary folder.
+    env = os.environ | {"GIT_CEILING_DIRECTORIES": str(tmp_path.parent)}
+    r = subprocess.run([sys.executable, "-m", "lines_model", "results", "--against", "HEAD"], cwd=tmp_path,
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and r.stderr == f"error: --against: {tmp_path} is not in a git repository\n", r.stderr
