@@ -3,7 +3,7 @@
 
     sample    images from a student folder or the teacher     (lines_model.sample)
     score     the metrics of any images against a reference   (lines_model.score)
-    results   the results table from metrics/evaluate.json    (lines_model.results)
+    results   the results tables from metrics/, or against another revision   (lines_model.results)
     profile   a full params file from a profile               (lines_model.profile)
 """
 
@@ -15,7 +15,7 @@ import sys
 COMMANDS = {
     "sample": ("lines_model.sample", "images from a trained student folder or the teacher"),
     "score": ("lines_model.score", "FID/KID/precision/recall with standard errors of any images"),
-    "results": ("lines_model.results", "the results table from metrics/evaluate.json"),
+    "results": ("lines_model.results", "the results tables from metrics/, or against another revision"),
     "profile": ("lines_model.profile", "a full params file from params.yaml and a profile"),
 }
 

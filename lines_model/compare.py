@@ -3,11 +3,13 @@
 Trains both students once per seed (train_lines.seed = train_baseline.seed = s: initial noise
 of a random init, data order, Lines' t) on the pipeline's pairs, evaluates Lines 1-step, Lines
 2-step and the baseline on the held-out set as the evaluate stage does, and writes, per generator
-and metric, the mean over seeds and its standard error (sample std / sqrt(seeds)). The seed that
+and metric, the mean over seeds and its standard error (sample std / sqrt(seeds)): `seed_mean` and
+`seed_se`, names that no key of metrics/evaluate.json (`fid_se`) can meet once DVC flattens both
+(`lines_1step.fid.seed_se`, never `lines_1step.fid.se`). The seed that
 params.yaml already uses is not trained again: the pipeline's own students are that replicate.
 The seeds share the held-out evaluation set, so their spread leaves out which 500 samples were
 drawn: each entry also carries `eval_se`, the evaluation's own standard error (half-sampling,
-averaged over seeds), and a difference carries `total_se` = sqrt(se^2 + eval_se^2). Its `eval_se`
+averaged over seeds), and a difference carries `total_se` = sqrt(seed_se^2 + eval_se^2). Its `eval_se`
 is the evaluation's standard error of that difference itself, paired over the same generated noises
 and reference images, from the evaluate stage's metrics/differences.json (the pipeline's own
 students; the evaluation design, not the seed, sets it); the two generators' errors share those
@@ -93,7 +95,8 @@ def replicate_key(params: Params, layout: Layout) -> str:
 
 def mean_se(values: list[float]) -> dict[str, float]:
     v = np.asarray(values, dtype=np.float64)
-    return {"mean": float(v.mean()), "se": float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan")}
+    se = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan")
+    return {"seed_mean": float(v.mean()), "seed_se": se}
 
 
 def summarise(seeds: list[int], runs: list[dict], paired: dict | None = None, differences=()) -> dict:
@@ -116,7 +119,7 @@ def summarise(seeds: list[int], runs: list[dict], paired: dict | None = None, di
             se = evaluated.get(f"{k}_se")
             used_paired.append(se is not None)
             eval_se = float(se) if se is not None else math.hypot(out[a][k]["eval_se"], out[b][k]["eval_se"])
-            d[k] = m | {"eval_se": eval_se, "total_se": math.hypot(m["se"], eval_se)}
+            d[k] = m | {"eval_se": eval_se, "total_se": math.hypot(m["seed_se"], eval_se)}
         out["difference"][f"{a}-{b}"] = d
     out["paired_eval_se"] = all(used_paired)
     # Each seed's own metrics, kept with the summary in git. A list, which `dvc metrics show` leaves

@@ -111,9 +111,9 @@ def assess(mean: float, parts: Iterable[tuple[float, float]]) -> Difference:
 
 
 def seed_difference(entry: dict, n_seeds: int) -> Difference:
-    """A difference of the seed comparison (metrics/compare.json: `mean`, its seed `se` over `n_seeds`
+    """A difference of the seed comparison (metrics/compare.json: `seed_mean`, its `seed_se` over `n_seeds`
     seeds, and the evaluation's `eval_se`)."""
-    return assess(entry["mean"], [(entry["se"], n_seeds - 1), (entry["eval_se"], math.inf)])
+    return assess(entry["seed_mean"], [(entry["seed_se"], n_seeds - 1), (entry["eval_se"], math.inf)])
 
 
 def evaluation_difference(mean: float, se: float) -> Difference:

@@ -162,7 +162,7 @@ def train(
     if live is not None and acc.is_main_process:
         # The curves of the steps before a resume: DVC removed the old ones with the stage's outputs.
         for s in range(cfg.log_every, step + 1, cfg.log_every):
-            _log(live, losses[s - cfg.log_every : s], cfg.lr * lr_at(s))
+            _log(live, s, losses[s - cfg.log_every : s], cfg.lr * lr_at(s))
 
     bar = progress.bar(total=steps, initial=step, desc=desc, unit="step", disable=not acc.is_main_process)
     epoch = step // steps_per_epoch
@@ -198,7 +198,7 @@ def train(
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses[-50:]):.4f}", refresh=False)
             if live is not None and acc.is_main_process and step % cfg.log_every == 0:
-                _log(live, losses[-cfg.log_every :], sched.get_last_lr()[0])
+                _log(live, step, losses[-cfg.log_every :], sched.get_last_lr()[0])
             if acc.is_main_process and step % cfg.checkpoint_every == 0:
                 ckpt.save(acc.unwrap_model(net), ema, opt, sched, step, losses, hook)
         if on_epoch_end is not None and acc.is_main_process:
@@ -211,7 +211,13 @@ def train(
     return TrainResult(steps=step, final_loss=float(np.mean(losses[-50:])) if losses else float("nan"), ema_model=ema_copy(acc.unwrap_model(net), ema))
 
 
-def _log(live, losses: list[float], lr: float) -> None:
+def _log(live, step: int, losses: list[float], lr: float) -> None:
+    """One row of the curves: the mean loss of the optimizer steps up to `step`, and the learning rate there.
+
+    dvclive numbers rows by its own counter, one per next_step(), which with a row every log_every
+    steps is not the optimizer step; setting the counter to `step` makes the curves' step column and
+    metrics.json's "step" the optimizer step (Live.end() keeps the last logged one)."""
+    live.step = step
     live.log_metric("train/loss", float(np.mean(losses)))
     live.log_metric("train/lr", lr)
     live.next_step()

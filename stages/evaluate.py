@@ -4,15 +4,14 @@ The teacher (pairs sampler, and each method's teacher-side generators such as DD
 pd.start_steps) and every method's students (methods.registry). Writes metrics/evaluate.json,
 metrics/differences.json (differences between generators, with paired standard errors) and the
 figures under plots/ (comparison grid, FID/speedup bars, the students' loss curves, trajectory, 64
-uncurated samples per generator).
+uncurated samples per generator), and prints the results table (lines_model.results).
 """
-
-import json
 
 from lines_model import atomic, evaluation, fidelity, pairs, preflight, provenance, report, runtime
 from lines_model.cli import run_stage
 from lines_model.methods import registry
 from lines_model.methods.base import Layout, generator_name
+from lines_model.results import table
 from lines_model.teachers import load_teacher, read_configs
 
 
@@ -42,7 +41,9 @@ def main(params) -> None:
     report.write(metrics, {g.name: g.label for g in specs}, images, traj, e.trajectory_ts, loss_files=losses,
                  metrics_file="metrics/evaluate.json", plots_dir="plots", grid_columns=e.grid_columns)
     atomic.write_json("metrics/differences.json", diffs)  # paired errors: the generators share noise and reference
-    print(json.dumps(metrics, indent=1))
+    print(table(metrics))
+    print("wrote metrics/evaluate.json, metrics/differences.json and plots/; "
+          "`python -m lines_model results --findings` says what they show")
 
 
 if __name__ == "__main__":

@@ -31,9 +31,9 @@ def _run(base: float, lines: float, eval_se: float = 0.0) -> dict:
 
 def test_mean_and_standard_error():
     m = mean_se([1.0, 2.0, 3.0, 6.0])
-    assert m["mean"] == 3.0
+    assert m["seed_mean"] == 3.0
     # sample std (ddof 1) of 1, 2, 3, 6 is sqrt(14/3); over sqrt(4).
-    assert m["se"] == pytest.approx(math.sqrt(14 / 3) / 2)
+    assert m["seed_se"] == pytest.approx(math.sqrt(14 / 3) / 2)
 
 
 def test_differences_are_paired_by_seed():
@@ -42,9 +42,11 @@ def test_differences_are_paired_by_seed():
     runs = [_run(10.0, 11.0), _run(20.0, 21.0), _run(30.0, 31.0)]
     s = summarise([0, 1, 2], runs)
     assert s["seeds"] == [0, 1, 2]
-    assert s["baseline_1step"]["fid"] == {"mean": 20.0, "se": pytest.approx(10 / math.sqrt(3)), "eval_se": 0.0}
+    assert s["baseline_1step"]["fid"] == {"seed_mean": 20.0, "seed_se": pytest.approx(10 / math.sqrt(3)),
+                                          "eval_se": 0.0}
     d = s["difference"]["lines_1step-baseline_1step"]["fid"]
-    assert d["mean"] == pytest.approx(1.0) and d["se"] == pytest.approx(0.0) and d["total_se"] == pytest.approx(0.0)
+    assert d["seed_mean"] == pytest.approx(1.0) and d["seed_se"] == pytest.approx(0.0)
+    assert d["total_se"] == pytest.approx(0.0)
     assert _significant(s)
 
 
@@ -87,7 +89,7 @@ def test_the_evaluations_own_error_widens_a_difference_the_seeds_agree_on():
     s = summarise([0, 1, 2], runs)
     assert s["lines_1step"]["fid"]["eval_se"] == pytest.approx(0.3)
     d = s["difference"]["lines_1step-baseline_1step"]["fid"]
-    assert d["se"] == pytest.approx(0.0, abs=1e-12) and d["total_se"] == pytest.approx(math.hypot(0.3, 0.3))
+    assert d["seed_se"] == pytest.approx(0.0, abs=1e-12) and d["total_se"] == pytest.approx(math.hypot(0.3, 0.3))
     assert not _significant(s)
 
 

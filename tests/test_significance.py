@@ -50,13 +50,13 @@ def test_welch_satterthwaite():
 def test_a_seed_difference_takes_n_minus_one_dof_from_its_seeds_and_none_from_the_evaluation():
     # The seed comparison's one-step recall gap: seed SE 0.0232 over 3 seeds, evaluation SE 0.0323.
     # 2.4 standard errors is p = 0.018 as a z-test, p = 0.030 at its 17 degrees of freedom.
-    d = seed_difference({"mean": -0.094, "se": 0.02318, "eval_se": 0.03232}, 3)
+    d = seed_difference({"seed_mean": -0.094, "seed_se": 0.02318, "eval_se": 0.03232}, 3)
     assert d.se == pytest.approx(math.hypot(0.02318, 0.03232))
     assert d.n_se == pytest.approx(2.36, abs=0.01) and d.dof == pytest.approx(17.3, abs=0.1)
     assert d.p == pytest.approx(0.030, abs=0.0005) and d.significant
     assert evaluation_difference(-0.094, d.se).p == pytest.approx(0.018, abs=0.0005)
     # Seeds that agree exactly leave the evaluation's error alone: the normal.
-    assert seed_difference({"mean": 1.0, "se": 0.0, "eval_se": 0.5}, 3).dof == math.inf
+    assert seed_difference({"seed_mean": 1.0, "seed_se": 0.0, "eval_se": 0.5}, 3).dof == math.inf
 
 
 def test_a_finding_needs_two_standard_errors_and_p_below_five_percent():

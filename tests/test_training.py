@@ -89,6 +89,49 @@ def test_resume_replays_the_uninterrupted_run(tmp_path):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
 
 
+def _logged(folder: Path) -> tuple[list[float], int]:
+    """The step column of a dvclive loss curve, and metrics.json's "step"."""
+    import json
+
+    from lines_model.report import read_curve
+
+    steps, _ = read_curve(folder / "plots" / "metrics" / "train" / "loss.tsv")
+    return steps, json.loads((folder / "metrics.json").read_text())["step"]
+
+
+def _live(folder: Path):
+    from dvclive import Live
+
+    return Live(str(folder), save_dvc_exp=False, dvcyaml=None)
+
+
+def _end(live, result) -> None:
+    live.log_metric("final_loss", result.final_loss, plot=False)  # as the methods end their logs
+    live.end()
+
+
+def test_curves_are_logged_at_the_optimizer_step(tmp_path):
+    # 12 steps, a row every 5: the rows sit at steps 5 and 10, not at dvclive's row numbers 0 and 1.
+    live = _live(tmp_path / "live")
+    _end(live, _train(_student(), BaselineLoss("mse"), Pairs(), _cfg(log_every=5), tmp_path / "ck", live=live))
+    assert _logged(tmp_path / "live") == ([5.0, 10.0], 10)
+    # A resumed run first writes the rows of the steps before its checkpoint, at their steps too.
+    loss, part = BaselineLoss("mse"), _cfg(log_every=3, checkpoint_every=7)
+    calls = {"n": 0}
+
+    def stopping_loss(net, n, c, g):
+        calls["n"] += 1
+        if calls["n"] > 7:
+            raise KeyboardInterrupt
+        return loss(net, n, c, g)
+
+    with pytest.raises(KeyboardInterrupt):
+        _train(_student(), stopping_loss, Pairs(), part, tmp_path / "resumed", live=_live(tmp_path / "first"))
+    live = _live(tmp_path / "second")
+    _end(live, _train(_student(), loss, Pairs(), part, tmp_path / "resumed", live=live))
+    assert _logged(tmp_path / "second") == ([3.0, 6.0, 9.0, 12.0], 12)
+
+
 def test_nan_loss_stops_and_keeps_checkpoint(tmp_path):
     data = Pairs()
     n = {"k": 0}
