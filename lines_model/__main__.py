@@ -32,8 +32,12 @@ def version() -> str:
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: python -m lines_model <command> [arguments]   (`<command> --help` for its arguments)",
-             "       python -m lines_model --version", "", "commands:"]
+    lines = [
+        "usage: python -m lines_model <command> [arguments]   (`<command> --help` for its arguments)",
+        "       python -m lines_model --version",
+        "",
+        "commands:",
+    ]
     lines += [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
     return "\n".join(lines)
 

@@ -60,12 +60,19 @@ def replicate(params: Params, seed: int, work: Path, *, layout: Layout, device="
     if all(getattr(params, m.section).seed == seed for m in methods):
         folders = {m.name: layout.model(m.name) for m in methods}
     else:
-        p = dataclasses.replace(params, **{m.section: dataclasses.replace(getattr(params, m.section), seed=seed) for m in methods})
+        p = dataclasses.replace(
+            params, **{m.section: dataclasses.replace(getattr(params, m.section), seed=seed) for m in methods}
+        )
         run_dir = work / f"seed-{seed}-{replicate_key(p, layout)}"
         folders = {m.name: run_dir / m.name for m in methods}
         for m in methods:
             if not (folders[m.name] / "lines_model.json").exists():
-                m.train(p, dataclasses.replace(layout, scratch=work / "scratch"), out=folders[m.name], live=run_dir / f"dvclive-{m.name}")
+                m.train(
+                    p,
+                    dataclasses.replace(layout, scratch=work / "scratch"),
+                    out=folders[m.name],
+                    live=run_dir / f"dvclive-{m.name}",
+                )
     e = params.evaluate
     noise, teacher_images, reference = pairs.PairStore(layout.heldout).split(e.count, e.reference)
     gens = [g for m in methods for g in m.generators(params, folders[m.name], device=device)]
@@ -83,13 +90,20 @@ def replicate_key(params: Params, layout: Layout) -> str:
     """What the students of one replicate are a function of: settings, teacher, pairs and subset."""
     methods = registry.seed_compared()
     inputs = [layout.pairs / "manifest.json", layout.subset]
-    settings = {"teacher": to_dict(params.teacher), "student": to_dict(params.student),
-                **{m.name: getattr(params, m.section).identity() for m in methods},
-                "inputs": [f.read_text() if f.exists() else None for f in inputs]}
+    settings = {
+        "teacher": to_dict(params.teacher),
+        "student": to_dict(params.student),
+        **{m.name: getattr(params, m.section).identity() for m in methods},
+        "inputs": [f.read_text() if f.exists() else None for f in inputs],
+    }
     # The code that trains them (each method's module and what it runs), not the evaluation's: an
     # edit to how students are scored re-scores the kept students and retrains none.
-    code = [code_hash(Path(sys.modules[m.train.__module__].__file__).resolve(), ("teacher", "student", m.section, "runtime"))
-            for m in methods]
+    code = [
+        code_hash(
+            Path(sys.modules[m.train.__module__].__file__).resolve(), ("teacher", "student", m.section, "runtime")
+        )
+        for m in methods
+    ]
     return fingerprint({"result": settings, "precision": runtime.mixed_precision(params.runtime), "code": code})
 
 
@@ -108,7 +122,10 @@ def summarise(seeds: list[int], runs: list[dict], paired: dict | None = None, di
     metric it lacks falls back to the two generators' errors combined as if independent."""
     out: dict = {"seeds": seeds}
     for g in runs[0]:
-        out[g] = {k: mean_se([r[g][k] for r in runs]) | {"eval_se": float(np.mean([r[g][f"{k}_se"] for r in runs]))} for k in METRICS}
+        out[g] = {
+            k: mean_se([r[g][k] for r in runs]) | {"eval_se": float(np.mean([r[g][f"{k}_se"] for r in runs]))}
+            for k in METRICS
+        }
     out["difference"] = {}
     used_paired = []
     for a, b in differences:

@@ -86,8 +86,12 @@ class ShapesFeatureNet(nn.Module):
         # Round-trip through the strict config so that bad arguments fail the same way as a bad config.json.
         cfg = from_dict(
             FeatureNetConfig,
-            {"image_size": image_size, "widths": list(widths), "feature_dim": feature_dim,
-             "feature_scale": feature_scale},
+            {
+                "image_size": image_size,
+                "widths": list(widths),
+                "feature_dim": feature_dim,
+                "feature_scale": feature_scale,
+            },
             "ShapesFeatureNet",
         )
         self.config = cfg
@@ -169,7 +173,9 @@ def save_feature_net(model: ShapesFeatureNet, folder: str | Path, extra_files: d
             (tmp / name).write_text(text)
 
 
-def load_feature_net(folder: str | Path = DEFAULT_FEATURE_DIR, map_location: str | torch.device = "cpu") -> ShapesFeatureNet:
+def load_feature_net(
+    folder: str | Path = DEFAULT_FEATURE_DIR, map_location: str | torch.device = "cpu"
+) -> ShapesFeatureNet:
     """Load a net saved by `save_feature_net` (safetensors only), in eval mode with gradients off."""
     folder = Path(folder)
     weights, config = folder / WEIGHTS_FILE, folder / CONFIG_FILE

@@ -85,7 +85,9 @@ class _Set:
             d = f.shape[1]
             lower = torch.tril_indices(d, d, device=device)
             self.flat = lower[0] * d + lower[1]
-            self.grams = torch.stack([(y.T @ y).view(-1)[self.flat] for y in (self.x[torch.from_numpy(i)] for i in groups)])
+            self.grams = torch.stack(
+                [(y.T @ y).view(-1)[self.flat] for y in (self.x[torch.from_numpy(i)] for i in groups)]
+            )
             self.sums = torch.stack([self.x[torch.from_numpy(i)].sum(0) for i in groups])
             self.size = torch.tensor([len(i) for i in groups], dtype=torch.float64, device=device)
 
@@ -131,8 +133,14 @@ def deal(n: int, d: int, masks: torch.Tensor, rng: np.random.Generator) -> tuple
     return groups, torch.stack([half, ~half], 1).reshape(-1, G)
 
 
-def fid_replicates(gens: dict[str, torch.Tensor], r: torch.Tensor, gen_masks: torch.Tensor, ref_masks: torch.Tensor,
-                   rng: np.random.Generator, device="cpu") -> dict[str, np.ndarray]:
+def fid_replicates(
+    gens: dict[str, torch.Tensor],
+    r: torch.Tensor,
+    gen_masks: torch.Tensor,
+    ref_masks: torch.Tensor,
+    rng: np.random.Generator,
+    device="cpu",
+) -> dict[str, np.ndarray]:
     """FID of each row's half of every generated set against that row's half of `r`: the generated
     halves (`gen_masks`) and reference halves (`ref_masks`) are the same for every generator."""
     n, d = next(iter(gens.values())).shape

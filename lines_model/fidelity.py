@@ -53,8 +53,7 @@ class _UInt8Images(torch.utils.data.Dataset):
 
 def _to_uint8(x, what: str, min_count: int = 2) -> torch.Tensor:
     if not torch.is_tensor(x) or not x.is_floating_point():
-        raise ValueError(f"{what}: expected a float tensor in [0, 1], got {type(x).__name__} "
-                         f"{getattr(x, 'dtype', '')}")
+        raise ValueError(f"{what}: expected a float tensor in [0, 1], got {type(x).__name__} {getattr(x, 'dtype', '')}")
     if x.dim() != 4 or x.shape[1] != 3:
         raise ValueError(f"{what}: expected shape (n, 3, H, W), got {tuple(x.shape)}")
     if x.shape[0] < min_count:
@@ -168,8 +167,10 @@ def check_features(gen, ref) -> tuple[torch.Tensor, torch.Tensor]:
     """Validated copies of two feature sets (n, d) and (m, d) on the CPU, in their common float dtype."""
     for what, f in (("gen", gen), ("ref", ref)):
         if not torch.is_tensor(f) or not f.is_floating_point() or f.dim() != 2:
-            raise ValueError(f"{what}: expected a float tensor (n, d) of features, got {type(f).__name__} "
-                             f"{tuple(getattr(f, 'shape', ()))}")
+            raise ValueError(
+                f"{what}: expected a float tensor (n, d) of features, got {type(f).__name__} "
+                f"{tuple(getattr(f, 'shape', ()))}"
+            )
         if f.shape[0] < 2:
             raise ValueError(f"{what}: need at least 2 feature vectors, got {f.shape[0]}")
         if not torch.isfinite(f).all():
@@ -258,7 +259,9 @@ def compute_fidelity(
     gen = _to_uint8(generated, "generated")
     ref = _to_uint8(reference, "reference")
     if gen.shape[1:] != ref.shape[1:]:
-        raise ValueError(f"generated and reference image shapes differ: {tuple(gen.shape[1:])} vs {tuple(ref.shape[1:])}")
+        raise ValueError(
+            f"generated and reference image shapes differ: {tuple(gen.shape[1:])} vs {tuple(ref.shape[1:])}"
+        )
     check_metric_args(min(gen.shape[0], ref.shape[0]), kid_subset_size, kid_subsets, prc_neighborhood)
     _check_batch_size(batch_size)
     extract = _Extractor(feature_extractor, feature_dir, weights_path, what="feature_extractor")

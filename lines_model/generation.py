@@ -73,7 +73,9 @@ def generate(
     mine = [j for j in range(want.num_shards) if j % world_size == rank]
     todo = [j for j in mine if not writer.complete(j)]
     total = sum(len(want.shard_range(j)) for j in todo)
-    bar = progress.bar(total=total, desc=desc if world_size == 1 else f"{desc} [rank {rank}]", unit="pair", position=rank)
+    bar = progress.bar(
+        total=total, desc=desc if world_size == 1 else f"{desc} [rank {rank}]", unit="pair", position=rank
+    )
     for j in todo:
         idx = list(want.shard_range(j))
         chunks_n, chunks_c = [], []

@@ -43,14 +43,30 @@ def sample_shape(unet_config) -> tuple[int, int, int]:
     return (unet_config.in_channels, size, size)
 
 
-def from_teacher(teacher, sampler: str, steps: int, *, order: int, lambda_min: float | None, device, runtime_cfg: RuntimeCfg,
-                 precision: str = "fp32", name: str = "teacher") -> Generator:
+def from_teacher(
+    teacher,
+    sampler: str,
+    steps: int,
+    *,
+    order: int,
+    lambda_min: float | None,
+    device,
+    runtime_cfg: RuntimeCfg,
+    precision: str = "fp32",
+    name: str = "teacher",
+) -> Generator:
     """The teacher's deterministic sampler (`pairs.sampler`) at `precision` ("fp32" | "bf16" | "fp16")."""
     unet = runtime.prepare_inference(teacher.unet, device, runtime_cfg)
-    sample, cfg, autocast = samplers.teacher_sampler(sampler), teacher.scheduler_config, runtime.autocast_at(device, precision)
+    sample, cfg, autocast = (
+        samplers.teacher_sampler(sampler),
+        teacher.scheduler_config,
+        runtime.autocast_at(device, precision),
+    )
 
     def fn(n: torch.Tensor) -> torch.Tensor:
         with autocast():
             return sample(unet, cfg, n, steps, order=order, lambda_min=lambda_min).float()
 
-    return Generator(name, steps, fn, teacher.sample_shape, unet, label=f"teacher ({steps} NFE)" if name == "teacher" else name)
+    return Generator(
+        name, steps, fn, teacher.sample_shape, unet, label=f"teacher ({steps} NFE)" if name == "teacher" else name
+    )

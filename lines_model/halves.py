@@ -21,8 +21,14 @@ class SizeError(ValueError):
 
 def check(n: int, m: int, replicates: int, prc_neighborhood: int) -> None:
     if replicates < MIN_REPLICATES:
-        raise SizeError("replicates", f"need at least 2 pairs of complementary halves ({MIN_REPLICATES} replicates), got {replicates}")
+        raise SizeError(
+            "replicates",
+            f"need at least 2 pairs of complementary halves ({MIN_REPLICATES} replicates), got {replicates}",
+        )
     h = min(n, m) // 2
     if not 1 <= prc_neighborhood < h:
-        raise SizeError("prc_neighborhood", f"the errors use halves of {h} items (half of the smaller of {n} generated and "
-                                            f"{m} reference items), so it must lie in [1, {h - 1}], got {prc_neighborhood}")
+        raise SizeError(
+            "prc_neighborhood",
+            f"the errors use halves of {h} items (half of the smaller of {n} generated and "
+            f"{m} reference items), so it must lie in [1, {h - 1}], got {prc_neighborhood}",
+        )

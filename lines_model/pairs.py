@@ -84,7 +84,9 @@ def read_manifest(folder: Path) -> Manifest:
         if not isinstance(data, dict):
             raise TypeError(f"a JSON {type(data).__name__}, not an object")
         if data.get("format") != FORMAT_VERSION:
-            raise TypeError(f"format {data.get('format')!r}, this code reads {FORMAT_VERSION}; rerun the teacher_pairs stage")
+            raise TypeError(
+                f"format {data.get('format')!r}, this code reads {FORMAT_VERSION}; rerun the teacher_pairs stage"
+            )
         return Manifest(**data)
     except (json.JSONDecodeError, TypeError) as e:
         raise PairsError(f"{path}: not a valid pairs manifest ({e})") from None
@@ -181,7 +183,8 @@ class PairStore(torch.utils.data.Dataset):
         missing = [shard_name(j) for j in range(m.num_shards) if shard_name(j) not in m.shards]
         if missing:
             raise PairsError(
-                f"{self.folder / MANIFEST}: incomplete ({len(missing)} of {m.num_shards} shards missing, first {missing[0]}); "
+                f"{self.folder / MANIFEST}: incomplete ({len(missing)} of {m.num_shards} shards missing, "
+                f"first {missing[0]}); "
                 "rerun the teacher_pairs stage to finish it"
             )
         self._noise, self._clean, self._starts = [], [], []
@@ -196,7 +199,9 @@ class PairStore(torch.utils.data.Dataset):
                 try:
                     a = np.load(p, mmap_mode="r")
                 except (OSError, ValueError) as e:
-                    raise PairsError(f"{p}: unreadable or truncated shard ({e}); delete it and rerun teacher_pairs") from None
+                    raise PairsError(
+                        f"{p}: unreadable or truncated shard ({e}); delete it and rerun teacher_pairs"
+                    ) from None
                 if a.shape != (n, *shape) or a.dtype != np.float32:
                     raise PairsError(f"{p}: expected float32 {(n, *shape)}, found {a.dtype} {a.shape}")
                 # Items are read with pread at the array's data offset rather than through the
@@ -254,7 +259,10 @@ class PairStore(torch.utils.data.Dataset):
     def split(self, count: int, reference: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(noise, teacher images) of the first `count` pairs and the next `reference` teacher images."""
         if count + reference > len(self):
-            raise ConfigError(f"evaluate.count + evaluate.reference ({count} + {reference}) exceeds the {len(self)} pairs in {self.folder}")
+            raise ConfigError(
+                f"evaluate.count + evaluate.reference ({count} + {reference}) exceeds the {len(self)} pairs "
+                f"in {self.folder}"
+            )
         noise, clean = self.take(range(count))
         return noise, clean, self.take(range(count, count + reference))[1]
 

@@ -191,8 +191,15 @@ def metric_bars(metrics: Mapping[str, Mapping], path) -> None:
             ax.set_yscale("log")
         if ok:
             yerr = [errors[i] or 0.0 for i in ok] if errors else None
-            bars = ax.bar(x[ok], [values[i] for i in ok], color=[f"C{i % 10}" for i in ok], width=0.7,
-                          yerr=yerr, capsize=3 if yerr else 0, error_kw={"elinewidth": 1, "ecolor": "0.2"})
+            bars = ax.bar(
+                x[ok],
+                [values[i] for i in ok],
+                color=[f"C{i % 10}" for i in ok],
+                width=0.7,
+                yerr=yerr,
+                capsize=3 if yerr else 0,
+                error_kw={"elinewidth": 1, "ecolor": "0.2"},
+            )
             ax.bar_label(bars, labels=[fmt.format(values[i]) for i in ok], fontsize=_FONT, padding=2)
             lo, hi = ax.get_ylim()
             if log:
@@ -261,13 +268,27 @@ def quality_cost(metrics: Mapping[str, Mapping], path, reference: str | None = N
                 positive &= y > 0
                 xs.add(x)
                 se = _metric(entry, se_key)
-                ax.errorbar([x], [y], yerr=None if se is None else [se], fmt="o", color=f"C{i % 10}", markersize=5,
-                            capsize=3, elinewidth=1)
+                ax.errorbar(
+                    [x],
+                    [y],
+                    yerr=None if se is None else [se],
+                    fmt="o",
+                    color=f"C{i % 10}",
+                    markersize=5,
+                    capsize=3,
+                    elinewidth=1,
+                )
                 ax.annotate(name, (x, y), xytext=(5, 3), textcoords="offset points", fontsize=_FONT)
             if ref_fid is not None:
                 positive &= ref_fid > 0
                 ax.axhspan(ref_fid - ref_se, ref_fid + ref_se, color="0.5", alpha=0.15, linewidth=0)
-                ax.axhline(ref_fid, color="0.4", linestyle="--", linewidth=1, label=f"{reference}: {ref_fid:.2f} ± {ref_se:.2f}")
+                ax.axhline(
+                    ref_fid,
+                    color="0.4",
+                    linestyle="--",
+                    linewidth=1,
+                    label=f"{reference}: {ref_fid:.2f} ± {ref_se:.2f}",
+                )
                 ax.legend(fontsize=_FONT, loc="upper right")
             if positive and ax.has_data():
                 ax.set_yscale("log")
@@ -286,7 +307,9 @@ def quality_cost(metrics: Mapping[str, Mapping], path, reference: str | None = N
     _save_figure(fig, path)
 
 
-def loss_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], path, ylabel: str = "training loss") -> None:
+def loss_curves(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], path, ylabel: str = "training loss"
+) -> None:
     """The training curves of several runs on one chart: `curves` maps a label to (steps, values).
 
     The y axis is logarithmic when every value is positive (losses fall over decades).

@@ -31,7 +31,8 @@ def check(params: Params) -> None:
         lam = log_snr(noise_schedule.ddpm(sched_cfg).alphas_cumprod)
         if p.lambda_min is not None and not lam[-1] < p.lambda_min < lam[0]:
             raise ConfigError(
-                f"pairs.lambda_min: {p.lambda_min} lies outside the teacher's log-SNR range ({lam[-1]:.2f}, {lam[0]:.2f})"
+                f"pairs.lambda_min: {p.lambda_min} lies outside the teacher's log-SNR range ({lam[-1]:.2f}, "
+                f"{lam[0]:.2f})"
             )
     if params.student.init == "random":
         params.student.check_image_size(size)
@@ -41,9 +42,14 @@ def check(params: Params) -> None:
             raise ConfigError(f"evaluate.feature_dir: {folder / 'config.json'} not found")
         net_size = read_json(folder / "config.json", "the shapes feature net's config").get("image_size")
         if not isinstance(net_size, int):
-            raise ConfigError(f"evaluate.feature_dir: {folder / 'config.json'} gives no image_size; not a shapes feature net's config")
+            raise ConfigError(
+                f"evaluate.feature_dir: {folder / 'config.json'} gives no image_size; not a shapes feature net's config"
+            )
         if net_size != size:
-            raise ConfigError(f"evaluate.feature_extractor: shapes-features takes {net_size}x{net_size} images, the teacher makes {size}x{size}")
+            raise ConfigError(
+                f"evaluate.feature_extractor: shapes-features takes {net_size}x{net_size} images, the teacher "
+                f"makes {size}x{size}"
+            )
     for key, path in (("evaluate.feature_weights", e.feature_weights), ("evaluate.data_reference", e.data_reference)):
         if path is not None and not Path(path).is_file():
             raise ConfigError(f"{key}: file {path} not found")

@@ -199,17 +199,23 @@ def check(made_from: typing.Any, params, source: str) -> None:
     """Refuse an output whose recorded params values are not those of `params`: one line naming the
     first key that differs and the stage to rerun."""
     if not isinstance(made_from, dict) or not all(isinstance(v, dict) for v in made_from.values()):
-        raise InputError(f"{source}: records no params values it was made from (an older version wrote it); "
-                         "remake it: dvc repro --force --single-item <the stage that writes it>")
+        raise InputError(
+            f"{source}: records no params values it was made from (an older version wrote it); "
+            "remake it: dvc repro --force --single-item <the stage that writes it>"
+        )
     now = params_values(params)
     for stage, values in made_from.items():
         for key, value in values.items():
             if key not in now:
-                raise ConfigError(f"{key}: {source} was made with {key}={value!r}, a key the params no longer have; "
-                                  f"remake it: dvc repro --force --single-item {stage}")
+                raise ConfigError(
+                    f"{key}: {source} was made with {key}={value!r}, a key the params no longer have; "
+                    f"remake it: dvc repro --force --single-item {stage}"
+                )
             if now[key] != value:
-                raise ConfigError(f"{key}: {source} was made with {value!r}, the params have {now[key]!r} "
-                                  f"(a stale output); remake it: dvc repro --force --single-item {stage}")
+                raise ConfigError(
+                    f"{key}: {source} was made with {value!r}, the params have {now[key]!r} "
+                    f"(a stale output); remake it: dvc repro --force --single-item {stage}"
+                )
 
 
 def check_inputs(params, inputs: typing.Iterable[str | Path]) -> dict[str, dict[str, typing.Any]]:

@@ -34,7 +34,8 @@ def write(
     plots_dir: str | Path,
     grid_columns: int,
 ) -> None:
-    """The metrics file, and under `plots_dir` (generators shown by their `labels`): comparison.png (one row per generator, the same
+    """The metrics file, and under `plots_dir` (generators shown by their `labels`): comparison.png (one
+    row per generator, the same
     noise per column), fid_cost.png (FID against NFE and ms per image, the teacher's FID as the
     reference line), fid_speedup.png, loss_curves.png (the students' training losses on one
     chart, from `loss_files`: label -> dvclive loss.tsv), trajectory.png, samples/<generator>.png.

@@ -54,30 +54,70 @@ def _lambda_min(text: str) -> float | str:
 
 def parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m lines_model sample", description=__doc__.splitlines()[0])
-    p.add_argument("folder", type=Path, help="a student folder (models/lines, models/baseline, models/pd/<N>step) or a teacher model folder")
+    p.add_argument(
+        "folder",
+        type=Path,
+        help="a student folder (models/lines, models/baseline, models/pd/<N>step) or a teacher model folder",
+    )
     p.add_argument("-n", type=int, default=64, help="number of images (default 64)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="noise seed, 0 or more: image i gets the noise of (seed, i) (default 0)")
-    p.add_argument("--heldout", type=Path, default=None,
-                   help="take the noise from this pairs folder instead (data/heldout: the first n are the noises the evaluation uses)")
-    p.add_argument("--steps", type=int, default=None,
-                   help="Lines: k-step sampling along the line (default 1); teacher: sampler steps (default: "
-                        "pairs.steps, or 22 for dpmsolver++ and 200 for ddim when the pairs use the other sampler)")
-    p.add_argument("--sampler", choices=sorted(TEACHER_DEFAULT_STEPS), default=None,
-                   help="teacher only: its sampler (default: pairs.sampler)")
-    p.add_argument("--order", type=int, choices=(1, 2, 3), default=None,
-                   help="teacher with dpmsolver++ only: solver order (default: pairs.order, or 3)")
-    p.add_argument("--lambda-min", type=_lambda_min, default=None,
-                   help="teacher with dpmsolver++ only: log-SNR where its step grid starts, or none for the plain grid "
-                        "(default: pairs.lambda_min, or none)")
-    p.add_argument("--params", type=Path, default=None,
-                   help="teacher only: the params file whose pairs section sets the sampler "
-                        "(default: params.yaml where it exists)")
-    p.add_argument("-o", "--out", type=Path, required=True,
-                   help="a .png grid, or with --single a folder (not named like an image) for one .png per image")
-    p.add_argument("--single", action="store_true", help="one PNG per image, at the model's resolution, into the --out folder")
+    p.add_argument(
+        "--seed", type=int, default=0, help="noise seed, 0 or more: image i gets the noise of (seed, i) (default 0)"
+    )
+    p.add_argument(
+        "--heldout",
+        type=Path,
+        default=None,
+        help=("take the noise from this pairs folder instead (data/heldout: the first n are the noises the "
+            "evaluation uses)"),
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="Lines: k-step sampling along the line (default 1); teacher: sampler steps (default: "
+        "pairs.steps, or 22 for dpmsolver++ and 200 for ddim when the pairs use the other sampler)",
+    )
+    p.add_argument(
+        "--sampler",
+        choices=sorted(TEACHER_DEFAULT_STEPS),
+        default=None,
+        help="teacher only: its sampler (default: pairs.sampler)",
+    )
+    p.add_argument(
+        "--order",
+        type=int,
+        choices=(1, 2, 3),
+        default=None,
+        help="teacher with dpmsolver++ only: solver order (default: pairs.order, or 3)",
+    )
+    p.add_argument(
+        "--lambda-min",
+        type=_lambda_min,
+        default=None,
+        help="teacher with dpmsolver++ only: log-SNR where its step grid starts, or none for the plain grid "
+        "(default: pairs.lambda_min, or none)",
+    )
+    p.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        help="teacher only: the params file whose pairs section sets the sampler "
+        "(default: params.yaml where it exists)",
+    )
+    p.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        required=True,
+        help="a .png grid, or with --single a folder (not named like an image) for one .png per image",
+    )
+    p.add_argument(
+        "--single", action="store_true", help="one PNG per image, at the model's resolution, into the --out folder"
+    )
     p.add_argument("--nrow", type=int, default=8, help="grid only: images per row (default 8)")
-    p.add_argument("--batch-size", type=int, default=64, help="images generated at once (default 64): bounds the memory")
+    p.add_argument(
+        "--batch-size", type=int, default=64, help="images generated at once (default 64): bounds the memory"
+    )
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
     return p
 
@@ -102,8 +142,10 @@ def _check(p: ArgumentParser, args) -> torch.device:
         if args.out.exists() and not args.out.is_dir():
             p.error(f"--out: {args.out} is a file; with --single it is the folder that receives one PNG per image")
         if args.out.suffix.lower() in IMAGE_SUFFIXES:
-            p.error(f"--out: {args.out} names an image file; with --single it is the folder that receives one PNG "
-                    "per image (a name without an image suffix), or leave out --single for one grid")
+            p.error(
+                f"--out: {args.out} names an image file; with --single it is the folder that receives one PNG "
+                "per image (a name without an image suffix), or leave out --single for one grid"
+            )
     elif args.out.suffix.lower() != ".png":
         p.error(f"--out: {args.out} must end in .png (a PNG grid); use --single for one image per file")
     try:
@@ -112,8 +154,12 @@ def _check(p: ArgumentParser, args) -> torch.device:
         p.error(str(e))
     if not is_teacher(args.folder):
         # Flags that only the teacher reads would otherwise be dropped without a word.
-        for flag, value in (("--sampler", args.sampler), ("--order", args.order), ("--lambda-min", args.lambda_min),
-                            ("--params", args.params)):
+        for flag, value in (
+            ("--sampler", args.sampler),
+            ("--order", args.order),
+            ("--lambda-min", args.lambda_min),
+            ("--params", args.params),
+        ):
             if value is not None:
                 p.error(f"{flag}: only for a teacher; {args.folder} is not a teacher model folder")
     try:
@@ -165,8 +211,9 @@ def teacher_settings(args) -> TeacherSettings:
         why = "--sampler ddim" if args.sampler else f"pairs.sampler of {args.params or DEFAULT_PARAMS}"
         for flag, value in (("--order", args.order), ("--lambda-min", args.lambda_min)):
             if value is not None:
-                raise InputError(f"{flag}: only for the dpmsolver++ sampler; the teacher samples with ddim here "
-                                 f"({why})")
+                raise InputError(
+                    f"{flag}: only for the dpmsolver++ sampler; the teacher samples with ddim here ({why})"
+                )
     steps = args.steps if args.steps is not None else (cfg.steps if own else TEACHER_DEFAULT_STEPS[sampler])
     order = args.order if args.order is not None else (cfg.order if own else 3)
     if args.lambda_min is not None:
@@ -180,8 +227,9 @@ def teacher_settings(args) -> TeacherSettings:
     return TeacherSettings(sampler, steps, order, lambda_min, cfg.mixed_precision if cfg else "no", source)
 
 
-def _generator(args, device: torch.device, settings: TeacherSettings | None,
-               precision: str | None) -> generators.Generator:
+def _generator(
+    args, device: torch.device, settings: TeacherSettings | None, precision: str | None
+) -> generators.Generator:
     """The student of the folder, or (with `settings`) the teacher at `precision` (default: the pairs')."""
     if settings is None:
         return registry.load(args.folder, steps=args.steps, device=device)
@@ -189,9 +237,16 @@ def _generator(args, device: torch.device, settings: TeacherSettings | None,
 
     teacher = load_teacher(str(args.folder), device=device)
     precision = precision or runtime.inference_precision(device, settings.mixed_precision)
-    return generators.from_teacher(teacher, settings.sampler, settings.steps, order=settings.order,
-                                   lambda_min=settings.lambda_min, device=device, precision=precision,
-                                   runtime_cfg=RuntimeCfg(mixed_precision="no", compile=False, threads=0))
+    return generators.from_teacher(
+        teacher,
+        settings.sampler,
+        settings.steps,
+        order=settings.order,
+        lambda_min=settings.lambda_min,
+        device=device,
+        precision=precision,
+        runtime_cfg=RuntimeCfg(mixed_precision="no", compile=False, threads=0),
+    )
 
 
 def main(argv=None) -> None:

@@ -40,7 +40,9 @@ def log_snr(alphas_cumprod: torch.Tensor) -> np.ndarray:
     return -0.5 * np.log((1 - ab) / ab)
 
 
-def log_snr_grid(alphas_cumprod: torch.Tensor, steps: int, lambda_min: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+def log_snr_grid(
+    alphas_cumprod: torch.Tensor, steps: int, lambda_min: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(timesteps, sigmas) of `steps` DPM-Solver++ evaluations, uniform in log-SNR lambda.
 
     The grid starts at the last training timestep T (the teacher's own start) and spaces the
@@ -65,7 +67,9 @@ def log_snr_grid(alphas_cumprod: torch.Tensor, steps: int, lambda_min: float | N
     return timesteps, np.exp(-lams)
 
 
-def dpmsolver_scheduler(config: dict, steps: int, order: int = 2, lambda_min: float | None = None) -> DPMSolverMultistepScheduler:
+def dpmsolver_scheduler(
+    config: dict, steps: int, order: int = 2, lambda_min: float | None = None
+) -> DPMSolverMultistepScheduler:
     clip = bool(config.get("clip_sample", False))
     # DPM-Solver++ has no clip_sample; its thresholding clamps the data prediction to [-s, s] / s with
     # s = clamp(quantile of |x_0|, 1, sample_max_value). With the clip range 1 (DDPM's default, and
@@ -78,7 +82,9 @@ def dpmsolver_scheduler(config: dict, steps: int, order: int = 2, lambda_min: fl
             algorithm_type="dpmsolver++",
             solver_order=order,
             thresholding=clip or bool(config.get("thresholding", False)),
-            sample_max_value=float(config.get("clip_sample_range", 1.0)) if clip else float(config.get("sample_max_value", 1.0)),
+            sample_max_value=float(config.get("clip_sample_range", 1.0))
+            if clip
+            else float(config.get("sample_max_value", 1.0)),
             final_sigmas_type="zero",
             use_lu_lambdas=False,
             timestep_spacing="linspace",
@@ -108,7 +114,13 @@ def _run(scheduler, unet, noise: torch.Tensor, progress: bool, step_kwargs: dict
 
 
 def ddim(
-    unet, scheduler_config: dict, noise: torch.Tensor, steps: int, *, order: int = 1, lambda_min: float | None = None,
+    unet,
+    scheduler_config: dict,
+    noise: torch.Tensor,
+    steps: int,
+    *,
+    order: int = 1,
+    lambda_min: float | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
     """Deterministic DDIM (eta 0) with `steps` network evaluations. `order` and `lambda_min` are
@@ -117,7 +129,13 @@ def ddim(
 
 
 def dpmsolver_pp(
-    unet, scheduler_config: dict, noise: torch.Tensor, steps: int, *, order: int = 2, lambda_min: float | None = None,
+    unet,
+    scheduler_config: dict,
+    noise: torch.Tensor,
+    steps: int,
+    *,
+    order: int = 2,
+    lambda_min: float | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
     """Multistep DPM-Solver++ (Lu et al. 2022) with `steps` network evaluations (see log_snr_grid)."""
@@ -131,7 +149,9 @@ def teacher_sampler(name: str) -> Callable[..., torch.Tensor]:
     try:
         return TEACHER_SAMPLERS[name]
     except KeyError:
-        raise ValueError(f"pairs.sampler: unknown sampler {name!r}; expected one of {', '.join(TEACHER_SAMPLERS)}") from None
+        raise ValueError(
+            f"pairs.sampler: unknown sampler {name!r}; expected one of {', '.join(TEACHER_SAMPLERS)}"
+        ) from None
 
 
 @torch.no_grad()

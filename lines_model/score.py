@@ -88,17 +88,22 @@ def check_counts(images: tuple[str, int], reference: tuple[str, int], cfg) -> li
     need = minimum_count(cfg.prc_neighborhood)
     for what, n in (images, reference):
         if n < need:
-            raise InputError(f"{what}: {n} image{'s' * (n != 1)}, too few to score: the metrics need at least {need} "
-                             f"in each set (precision and recall find each image's {cfg.prc_neighborhood} nearest "
-                             "neighbours within halves of a set)")
+            raise InputError(
+                f"{what}: {n} image{'s' * (n != 1)}, too few to score: the metrics need at least {need} "
+                f"in each set (precision and recall find each image's {cfg.prc_neighborhood} nearest "
+                "neighbours within halves of a set)"
+            )
     warnings, smallest = [], min(images[1], reference[1])
     if smallest < WARN_BELOW:
-        warnings.append(f"{images[1]} images against {reference[1]}: with fewer than {WARN_BELOW} images in a set "
-                        "the scores are strongly biased (FID upwards) and noisy; compare only scores made with the "
-                        "same counts")
+        warnings.append(
+            f"{images[1]} images against {reference[1]}: with fewer than {WARN_BELOW} images in a set "
+            "the scores are strongly biased (FID upwards) and noisy; compare only scores made with the "
+            "same counts"
+        )
     if cfg.kid_subset_size > smallest:
-        warnings.append(f"KID uses subsets of {smallest} images, the smaller set's count, "
-                        f"instead of {cfg.kid_subset_size}")
+        warnings.append(
+            f"KID uses subsets of {smallest} images, the smaller set's count, instead of {cfg.kid_subset_size}"
+        )
     return warnings
 
 
@@ -106,17 +111,33 @@ def score(images01: torch.Tensor, reference01: torch.Tensor, params) -> dict[str
     from lines_model.evaluation import Features
 
     if images01.shape[1:] != reference01.shape[1:]:
-        raise InputError(f"the images are {tuple(images01.shape[1:])} and the reference {tuple(reference01.shape[1:])}: they must match")
+        raise InputError(
+            f"the images are {tuple(images01.shape[1:])} and the reference {tuple(reference01.shape[1:])}: "
+            f"they must match"
+        )
     feats = Features(params.evaluate)
     return feats.metrics(feats(images01), feats(reference01))
 
 
 def main(argv=None) -> None:
-    p = ArgumentParser(prog="python -m lines_model score", description=__doc__.splitlines()[0], epilog=NEEDS,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(
+        prog="python -m lines_model score",
+        description=__doc__.splitlines()[0],
+        epilog=NEEDS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("images", type=Path, help="a folder of PNGs or a uint8 .npy of the images to score")
-    p.add_argument("--reference", required=True, help="'heldout' (the evaluation's teacher images), a folder of PNGs or a uint8 .npy")
-    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file whose evaluate section sets the metrics (default: params.yaml)")
+    p.add_argument(
+        "--reference",
+        required=True,
+        help="'heldout' (the evaluation's teacher images), a folder of PNGs or a uint8 .npy",
+    )
+    p.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="params file whose evaluate section sets the metrics (default: params.yaml)",
+    )
     p.add_argument("-o", "--out", type=Path, default=None, help="also write the scores to this .json file")
     args = p.parse_args(argv)
     from lines_model.config import load_params

@@ -106,4 +106,3 @@ def images(indices: np.ndarray | list[int], seed: int = 0) -> tuple[torch.Tensor
     """Images in [0, 1] and their factors for the given indices."""
     f = sample_factors(indices, seed)
     return render(f), f
-

@@ -44,10 +44,19 @@ Parametrisation = Literal["direct", "teacher"]
 
 
 class LinesStudent(torch.nn.Module):
-    def __init__(self, unet: UNet2DModel, parametrisation: Parametrisation, *, t_scale: float | None = None, scheduler_config: dict | None = None):
+    def __init__(
+        self,
+        unet: UNet2DModel,
+        parametrisation: Parametrisation,
+        *,
+        t_scale: float | None = None,
+        scheduler_config: dict | None = None,
+    ):
         super().__init__()
         if parametrisation == "direct" and t_scale is None:
-            raise ValueError("t_scale: the direct parametrisation feeds t * t_scale to the network; give student.t_scale")
+            raise ValueError(
+                "t_scale: the direct parametrisation feeds t * t_scale to the network; give student.t_scale"
+            )
         self.unet, self.parametrisation, self.t_scale = unet, parametrisation, t_scale
         self.scheduler_config = noise_schedule.resolve(scheduler_config) if scheduler_config else None
         if parametrisation == "teacher":
@@ -115,7 +124,9 @@ def init_student(cfg: StudentCfg, sample_shape: tuple[int, int, int], teacher=No
     return LinesStudent(build_unet(cfg, sample_shape), "direct", t_scale=cfg.t_scale)
 
 
-def save_student(model: torch.nn.Module, folder: str | Path, sidecar: dict, scheduler_config: dict | None = None) -> None:
+def save_student(
+    model: torch.nn.Module, folder: str | Path, sidecar: dict, scheduler_config: dict | None = None
+) -> None:
     """save_pretrained (safetensors) of the UNet + sidecar (+ scheduler config), replacing `folder` atomically.
 
     `model` is a LinesStudent or a bare UNet2DModel (progressive-distillation students).
@@ -151,12 +162,16 @@ def load_unet(folder: str | Path, device="cpu") -> UNet2DModel:
     try:
         unet = UNet2DModel.from_pretrained(folder, use_safetensors=True)
     except Exception as e:  # a damaged weights file, or weights that do not fit the config
-        raise InputError(f"{weights}: could not load the student's weights ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        raise InputError(
+            f"{weights}: could not load the student's weights ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+        ) from None
     return unet.to(device).eval().requires_grad_(False)
 
 
 def load_scheduler_config(folder: str | Path) -> dict:
-    return noise_schedule.resolve(read_json(Path(folder) / SCHEDULER_FILE, "the student's noise schedule (a DDPMScheduler config)"))
+    return noise_schedule.resolve(
+        read_json(Path(folder) / SCHEDULER_FILE, "the student's noise schedule (a DDPMScheduler config)")
+    )
 
 
 def load_student(folder: str | Path, device="cpu") -> tuple[LinesStudent, dict]:
@@ -164,7 +179,9 @@ def load_student(folder: str | Path, device="cpu") -> tuple[LinesStudent, dict]:
     meta = read_sidecar(folder)
     param = meta.get("parametrisation")
     if param not in ("direct", "teacher") or (param == "direct" and not isinstance(meta.get("t_scale"), (int, float))):
-        raise InputError(f"{Path(folder) / SIDECAR}: parametrisation {param!r} / t_scale {meta.get('t_scale')!r} is not a student's")
+        raise InputError(
+            f"{Path(folder) / SIDECAR}: parametrisation {param!r} / t_scale {meta.get('t_scale')!r} is not a student's"
+        )
     sched = load_scheduler_config(folder) if param == "teacher" else None
     student = LinesStudent(load_unet(folder, device), param, t_scale=meta.get("t_scale"), scheduler_config=sched)
     if param == "teacher":
@@ -176,7 +193,9 @@ def check_prediction(folder: str | Path, meta: dict, read_as: str) -> None:
     """Refuse a folder whose network would be read in another parametrisation than it was trained in."""
     trained = meta.get("prediction_type")
     if trained is not None and trained != read_as:
-        raise InputError(f"{Path(folder) / SCHEDULER_FILE}: reads the network as {read_as!r}, but it was trained as {trained!r}")
+        raise InputError(
+            f"{Path(folder) / SCHEDULER_FILE}: reads the network as {read_as!r}, but it was trained as {trained!r}"
+        )
 
 
 def load_pd_student(folder: str | Path, device="cpu") -> tuple[UNet2DModel, dict]:

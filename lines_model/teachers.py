@@ -104,11 +104,16 @@ def load_teacher(model: str, revision: str | None = None, device: str | torch.de
     if not weights:
         raise TeacherError(f"{unet_dir}: no weights: expected {_WEIGHT_FILES[0]} (or {_WEIGHT_FILES[1]})")
     if not (sched_dir / "scheduler_config.json").exists():
-        raise TeacherError(f"{sched_dir / 'scheduler_config.json'}: missing; the teacher's noise schedule is needed to sample")
+        raise TeacherError(
+            f"{sched_dir / 'scheduler_config.json'}: missing; the teacher's noise schedule is needed to sample"
+        )
     cfg = read_json(unet_dir / "config.json", "the teacher's UNet2DModel config")
     sched = noise_schedule.resolve(read_json(sched_dir / "scheduler_config.json", "the teacher's DDPMScheduler config"))
     if cfg.get("_class_name", "UNet2DModel") != "UNet2DModel":
-        raise TeacherError(f"{unet_dir / 'config.json'}: _class_name is {cfg.get('_class_name')!r}; only UNet2DModel teachers are supported")
+        raise TeacherError(
+            f"{unet_dir / 'config.json'}: _class_name is {cfg.get('_class_name')!r}; only UNet2DModel "
+            f"teachers are supported"
+        )
     use_st = weights[0].suffix == ".safetensors"
     try:
         # diffusers loads .bin files with torch.load(weights_only=True); custom code is never imported.

@@ -72,7 +72,9 @@ class Checkpoint:
             save_file(ema_sd, tmp / "ema.safetensors")
             torch.save({"opt": opt.state_dict(), "sched": sched.state_dict()}, tmp / "optimizer.pt")
             (tmp / "state.json").write_text(
-                json.dumps({"fingerprint": self.fingerprint, "step": step, "ema_step": ema.optimization_step, "losses": losses})
+                json.dumps(
+                    {"fingerprint": self.fingerprint, "step": step, "ema_step": ema.optimization_step, "losses": losses}
+                )
             )
 
     def load(self, model, ema: EMAModel, opt, sched, hook=None) -> tuple[int, list[float]] | None:
@@ -138,16 +140,19 @@ def train(
     )
     steps_per_epoch = len(loader)
     steps = steps if steps is not None else epochs * steps_per_epoch
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda"
-    )
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda")
     lr_at = warmup_cosine(cfg.warmup_steps, steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
     # A checkpoint is continued only by a run of the same identity: the caller's (its data, network
     # and code), the training settings that change the result, the length, the world size and precision.
-    full_identity = {"train": cfg.identity(), "steps": steps, **identity, "world": acc.num_processes,
-                     "precision": rt.mixed_precision(runtime)}
+    full_identity = {
+        "train": cfg.identity(),
+        "steps": steps,
+        **identity,
+        "world": acc.num_processes,
+        "precision": rt.mixed_precision(runtime),
+    }
     ckpt = Checkpoint(checkpoint_dir, fingerprint(full_identity))
     resumed = ckpt.load(model, ema, opt, sched, hook)
     step, losses = resumed if resumed else (0, [])
@@ -176,7 +181,9 @@ def train(
                 break
             noise = noise.to(device, non_blocking=True)
             clean = clean.to(device, non_blocking=True)
-            g = torch.Generator().manual_seed(int(np.random.SeedSequence([cfg.seed, step, acc.process_index]).generate_state(1)[0]))
+            g = torch.Generator().manual_seed(
+                int(np.random.SeedSequence([cfg.seed, step, acc.process_index]).generate_state(1)[0])
+            )
             with acc.autocast():
                 loss = loss_fn(net, noise, clean, g)
             if not torch.isfinite(loss):
@@ -208,7 +215,11 @@ def train(
     if acc.is_main_process:
         ckpt.save(acc.unwrap_model(net), ema, opt, sched, step, losses, hook)
     acc.wait_for_everyone()
-    return TrainResult(steps=step, final_loss=float(np.mean(losses[-50:])) if losses else float("nan"), ema_model=ema_copy(acc.unwrap_model(net), ema))
+    return TrainResult(
+        steps=step,
+        final_loss=float(np.mean(losses[-50:])) if losses else float("nan"),
+        ema_model=ema_copy(acc.unwrap_model(net), ema),
+    )
 
 
 def _log(live, step: int, losses: list[float], lr: float) -> None:

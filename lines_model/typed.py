@@ -105,9 +105,7 @@ def from_dict(cls: type[T], data: Any, where: str) -> T:
         if new := renamed(cls, name):
             raise ConfigError(renamed_message(_join(where, name), _join(where, new)))
     if unknown:
-        raise ConfigError(
-            f"{_join(where, unknown[0])}: unknown key; allowed keys are {', '.join(sorted(fields))}"
-        )
+        raise ConfigError(f"{_join(where, unknown[0])}: unknown key; allowed keys are {', '.join(sorted(fields))}")
     kwargs = {}
     for name, f in fields.items():
         key = _join(where, name)

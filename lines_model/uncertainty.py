@@ -102,7 +102,9 @@ class Replicates:
     def __sub__(self, other: Replicates) -> Replicates:
         """The replicates of the difference of two generators' metrics, paired half by half (and
         subset by subset): valid for replicates of one `shared_replicates` call."""
-        return Replicates(*(getattr(self, k) - getattr(other, k) for k in (*DIST_KEYS, "kid_subset_values")), self.kid_subsets)
+        return Replicates(
+            *(getattr(self, k) - getattr(other, k) for k in (*DIST_KEYS, "kid_subset_values")), self.kid_subsets
+        )
 
     def errors(self, n_replicates: int | None = None, first: int = 0) -> dict[str, float]:
         """Standard errors from `n_replicates` replicates from number `first` on (all of them by default),
@@ -137,8 +139,12 @@ def kid_subset_values(g: torch.Tensor, r: torch.Tensor, subset: int, count: int,
     random draws): equal index subsets for every generated set of the same size."""
     rng = np.random.RandomState(seed)
     g, r = g.cpu().numpy(), r.cpu().numpy()
-    return np.array([kernel_mmd(g[rng.choice(len(g), subset, replace=False)], r[rng.choice(len(r), subset, replace=False)])
-                     for _ in range(count)])
+    return np.array(
+        [
+            kernel_mmd(g[rng.choice(len(g), subset, replace=False)], r[rng.choice(len(r), subset, replace=False)])
+            for _ in range(count)
+        ]
+    )
 
 
 def shared_replicates(
@@ -190,7 +196,9 @@ def shared_replicates(
         kid = gg.quad / gg.n_pairs + rr.quad / rr.n_pairs - 2 * gr.cross / (h * hr)
         values = kid_subset_values(g, r, subset, min(kid_subsets, KID_MC_SUBSETS), metric_seed)
         lap("kid_mc")
-        reps[name] = Replicates(None, kid.numpy(), (gr.precise / h).numpy(), (gr.covered / hr).numpy(), values, kid_subsets, seconds)
+        reps[name] = Replicates(
+            None, kid.numpy(), (gr.precise / h).numpy(), (gr.covered / hr).numpy(), values, kid_subsets, seconds
+        )
         del gg, gr
     device = "cuda" if torch.cuda.is_available() else "cpu"
     for name, fid in fid_replicates({name: g for name, (g, _) in checked.items()}, r, H, K, rng, device).items():
@@ -217,8 +225,9 @@ def standard_errors(gen: torch.Tensor, ref: torch.Tensor, **settings) -> dict[st
     return replicates(gen, ref, **settings)[0].errors()
 
 
-def shared_metrics_with_errors(gens: dict[str, torch.Tensor], ref: torch.Tensor, *, metric_seed: int = 2020, **settings
-                               ) -> tuple[dict[str, dict[str, float]], dict[str, Replicates]]:
+def shared_metrics_with_errors(
+    gens: dict[str, torch.Tensor], ref: torch.Tensor, *, metric_seed: int = 2020, **settings
+) -> tuple[dict[str, dict[str, float]], dict[str, Replicates]]:
     """Per generated set: `fidelity.metrics_from_features(gen, ref, seed=metric_seed, ...)` with its
     standard errors ({"fid", "fid_se", ...}; the metrics bit for bit, precision and recall from the
     errors' distance passes), and its replicates, for `difference`. `settings` as for `standard_errors`."""

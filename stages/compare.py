@@ -31,14 +31,39 @@ from lines_model.results import compare_table, load_compare
 
 def main(argv=None) -> None:
     p = ArgumentParser(prog="python -m stages.compare", description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds, at least two (default 0 1 2; seed 0 is the pipeline's own)")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="training seeds, at least two (default 0 1 2; seed 0 is the pipeline's own)",
+    )
     p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
-    p.add_argument("-o", "--out", type=Path, default=Path("metrics/compare.json"), help="summary file (default: metrics/compare.json)")
-    p.add_argument("--differences", type=Path, default=Path("metrics/differences.json"),
-                   help="the evaluate stage's paired differences, for the evaluation's error of a difference; without the file, "
-                        "the two generators' errors are combined as if independent (default: metrics/differences.json)")
-    p.add_argument("--work", type=Path, default=Path("scratch/compare"), help="where the students of the extra seeds are kept (default: scratch/compare)")
-    p.add_argument("--show", action="store_true", help="print the table of the summary in --out and stop (nothing is trained or evaluated)")
+    p.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        default=Path("metrics/compare.json"),
+        help="summary file (default: metrics/compare.json)",
+    )
+    p.add_argument(
+        "--differences",
+        type=Path,
+        default=Path("metrics/differences.json"),
+        help="the evaluate stage's paired differences, for the evaluation's error of a difference; without the file, "
+        "the two generators' errors are combined as if independent (default: metrics/differences.json)",
+    )
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=Path("scratch/compare"),
+        help="where the students of the extra seeds are kept (default: scratch/compare)",
+    )
+    p.add_argument(
+        "--show",
+        action="store_true",
+        help="print the table of the summary in --out and stop (nothing is trained or evaluated)",
+    )
     args = p.parse_args(argv)
     if args.show:
         if not args.out.exists():
@@ -54,8 +79,10 @@ def main(argv=None) -> None:
         check_writable(args.out, "--out")  # before the seeds are trained, which takes the longest
         params = load_params(args.params)
         layout = Layout()
-        provenance.check_inputs(params, [layout.pairs, layout.heldout, layout.subset,
-                                         *(layout.model(m.name) for m in registry.seed_compared())])
+        provenance.check_inputs(
+            params,
+            [layout.pairs, layout.heldout, layout.subset, *(layout.model(m.name) for m in registry.seed_compared())],
+        )
         runtime.set_threads(params.runtime)
         runs = []
         for s in args.seeds:

@@ -28,22 +28,36 @@ def main(params) -> None:
     specs = registry.generators(params, teacher, layout, device=device, pairs_precision=heldout.manifest.precision)
     data = {}
     if e.data_reference:
-        data = dict(data_reference=fidelity.load_reference_images(e.data_reference),
-                    data_noise=evaluation.data_noise(e.data_count, noise.shape[1:], params.pairs.seed))
-    metrics, images, diffs = evaluation.evaluate(specs, noise, teacher_images, reference, e, differences=registry.differences(params),
-                                                 **data)
+        data = dict(
+            data_reference=fidelity.load_reference_images(e.data_reference),
+            data_noise=evaluation.data_noise(e.data_count, noise.shape[1:], params.pairs.seed),
+        )
+    metrics, images, diffs = evaluation.evaluate(
+        specs, noise, teacher_images, reference, e, differences=registry.differences(params), **data
+    )
     traj, along = None, registry.trajectory_method()
     if along is not None:
         k = e.trajectory_samples
         student = next(g.model for g in specs if g.name == generator_name(along.name, 1))
         traj = (*evaluation.trajectory(student, noise[:k], teacher_images[:k], e.trajectory_ts), teacher_images[:k])
     losses = {m.name: layout.loss_curve(m.name) for m in registry.METHODS if m.curves}
-    report.write(metrics, {g.name: g.label for g in specs}, images, traj, e.trajectory_ts, loss_files=losses,
-                 metrics_file="metrics/evaluate.json", plots_dir="plots", grid_columns=e.grid_columns)
+    report.write(
+        metrics,
+        {g.name: g.label for g in specs},
+        images,
+        traj,
+        e.trajectory_ts,
+        loss_files=losses,
+        metrics_file="metrics/evaluate.json",
+        plots_dir="plots",
+        grid_columns=e.grid_columns,
+    )
     atomic.write_json("metrics/differences.json", diffs)  # paired errors: the generators share noise and reference
     print(table(metrics))
-    print("wrote metrics/evaluate.json, metrics/differences.json and plots/; "
-          "`python -m lines_model results --findings` says what they show")
+    print(
+        "wrote metrics/evaluate.json, metrics/differences.json and plots/; "
+        "`python -m lines_model results --findings` says what they show"
+    )
 
 
 if __name__ == "__main__":

@@ -21,14 +21,37 @@ def main(params) -> None:
     teacher = load_teacher(params.teacher.model, params.teacher.revision, device=st.device)
     teacher.unet = runtime.prepare_inference(teacher.unet, st.device, params.runtime)
     common = dict(
-        sampler=p.sampler, steps=p.steps, order=p.order, lambda_min=p.lambda_min, seed=p.seed, batch_size=p.batch_size,
-        shard_size=p.shard_size, rank=st.process_index, world_size=st.num_processes, barrier=st.wait_for_everyone,
-        precision=runtime.inference_precision(st.device, p.mixed_precision), scratch_dir="scratch",
+        sampler=p.sampler,
+        steps=p.steps,
+        order=p.order,
+        lambda_min=p.lambda_min,
+        seed=p.seed,
+        batch_size=p.batch_size,
+        shard_size=p.shard_size,
+        rank=st.process_index,
+        world_size=st.num_processes,
+        barrier=st.wait_for_everyone,
+        precision=runtime.inference_precision(st.device, p.mixed_precision),
+        scratch_dir="scratch",
     )
-    generation.generate(teacher, "data/pairs", count=p.count, stream=noise.TRAIN, desc="train pairs",
-                        made_from=made_from["count"], **common)
-    generation.generate(teacher, "data/heldout", count=p.heldout, stream=noise.HELDOUT, desc="held-out pairs",
-                        made_from=made_from["heldout"], **common)
+    generation.generate(
+        teacher,
+        "data/pairs",
+        count=p.count,
+        stream=noise.TRAIN,
+        desc="train pairs",
+        made_from=made_from["count"],
+        **common,
+    )
+    generation.generate(
+        teacher,
+        "data/heldout",
+        count=p.heldout,
+        stream=noise.HELDOUT,
+        desc="held-out pairs",
+        made_from=made_from["heldout"],
+        **common,
+    )
 
 
 if __name__ == "__main__":

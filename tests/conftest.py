@@ -41,7 +41,9 @@ def make_tiny_teacher(folder: Path, prediction_type: str = "v_prediction", seed:
         norm_num_groups=8,
     )
     unet.save_pretrained(folder)
-    DDPMScheduler(prediction_type=prediction_type, beta_schedule="squaredcos_cap_v2", timestep_spacing="trailing").save_pretrained(folder)
+    DDPMScheduler(
+        prediction_type=prediction_type, beta_schedule="squaredcos_cap_v2", timestep_spacing="trailing"
+    ).save_pretrained(folder)
     return folder
 
 
@@ -61,7 +63,8 @@ train_lines: {lr: 0.001, epochs: 2, batch_size: 32, log_every: 1, checkpoint_eve
 train_baseline: {lr: 0.001, epochs: 1, batch_size: 32, log_every: 1}
 pd: {start_steps: 4, iters_per_round: 3, batch_size: 16}
 cd: {iterations: 2, batch_size: 16, num_points: 6, log_every: 1}
-evaluate: {count: 60, reference: 60, kid_subset_size: 20, se_replicates: 10, speed_batch: 4, speed_rounds: 2, speed_min_sample_s: 0.02,
+evaluate: {count: 60, reference: 60, kid_subset_size: 20, se_replicates: 10, speed_batch: 4, speed_rounds: 2,
+           speed_min_sample_s: 0.02,
            pd_steps: [2, 1], grid_columns: 4, trajectory_samples: 2}
 runtime: {threads: 1}
 """

@@ -37,7 +37,9 @@ class GaussianOracle(torch.nn.Module):
         v_t = ab * self.s**2 + 1 - ab
         eps = (1 - ab).sqrt() * (x - ab.sqrt() * self.mu) / v_t
         x0 = (x - (1 - ab).sqrt() * eps) / ab.sqrt()
-        out = {"epsilon": eps, "sample": x0, "v_prediction": ab.sqrt() * eps - (1 - ab).sqrt() * x0}[self.prediction_type]
+        out = {"epsilon": eps, "sample": x0, "v_prediction": ab.sqrt() * eps - (1 - ab).sqrt() * x0}[
+            self.prediction_type
+        ]
         return SimpleNamespace(sample=out.to(x_t.dtype))
 
     def alpha_bar_at(self, t: torch.Tensor) -> torch.Tensor:

@@ -58,7 +58,12 @@ def folders(tmp_path, tiny_teacher):
 CASES = [
     ("teacher", "config.json", _break_json, lambda d: teachers.read_configs(str(d / "teacher"))),
     ("teacher", "scheduler_config.json", _break_json, lambda d: teachers.load_teacher(str(d / "teacher"))),
-    ("teacher", "diffusion_pytorch_model.safetensors", _break_weights, lambda d: teachers.load_teacher(str(d / "teacher"))),
+    (
+        "teacher",
+        "diffusion_pytorch_model.safetensors",
+        _break_weights,
+        lambda d: teachers.load_teacher(str(d / "teacher")),
+    ),
     ("lines", "lines_model.json", _break_json, lambda d: load_student(d / "lines")),
     ("lines", "config.json", _break_json, lambda d: load_student(d / "lines")),
     ("lines", "scheduler_config.json", _break_json, lambda d: load_student(d / "lines")),
@@ -83,8 +88,13 @@ def test_a_damaged_file_is_refused_naming_the_file(folders, folder, name, damage
 
 def test_a_feature_config_without_its_image_size_stops_the_preflight(folders, tmp_path):
     (folders / "features" / "config.json").write_text("{}")
-    p = parse_params(yaml.safe_load(micro_params(teacher={"model": str(folders / "teacher")},
-                                                 evaluate={"feature_dir": str(folders / "features")})))
+    p = parse_params(
+        yaml.safe_load(
+            micro_params(
+                teacher={"model": str(folders / "teacher")}, evaluate={"feature_dir": str(folders / "features")}
+            )
+        )
+    )
     with pytest.raises(InputError, match=r"config\.json"):
         preflight.check(p)
 
@@ -112,55 +122,91 @@ def test_entry_points_refuse_bad_inputs_with_one_line(folders, tmp_path):
     # The sample CLI on a damaged student folder.
     _break_weights(folders / "lines" / "diffusion_pytorch_model.safetensors")
     out = str(tmp_path / "x.png")
-    _one_line_exit_2(run("-m", "lines_model.sample", str(folders / "lines"), "-n", "2", "-o", out), "diffusion_pytorch_model.safetensors")
-    _one_line_exit_2(run("-m", "lines_model.sample", str(tmp_path / "nowhere"), "-n", "2", "-o", out), "nowhere: not a folder")
+    _one_line_exit_2(
+        run("-m", "lines_model.sample", str(folders / "lines"), "-n", "2", "-o", out),
+        "diffusion_pytorch_model.safetensors",
+    )
+    _one_line_exit_2(
+        run("-m", "lines_model.sample", str(tmp_path / "nowhere"), "-n", "2", "-o", out), "nowhere: not a folder"
+    )
 
 
 # The command-line usages that are wrong rather than damaged: (argv of `python -m lines_model`, the start of
 # the line it must print). {lines} is a student folder, {teacher} a teacher folder, {tmp} the test's folder,
 # which holds `afile` (a file), `adir` and `adir.png` (folders) and uint8 image arrays of 1, 2 and 40 images.
 USAGES = [
-    (["sample", "{lines}", "--seed", "-1", "-o", "{tmp}/a.png"],
-     "error: --seed: must be at least 0, got -1"),
-    (["sample", "{lines}", "-o", "/proc/a.png"],
-     "error: --out: /proc/a.png cannot be written: /proc takes no new file"),
-    (["sample", "{lines}", "-o", "{tmp}/afile/x.png"],
-     "error: --out: {tmp}/afile is a file, so {tmp}/afile/x.png cannot be written"),
-    (["sample", "{lines}", "-o", "{tmp}/afile/deeper/x.png"],
-     "error: --out: {tmp}/afile is a file, so {tmp}/afile/deeper/x.png cannot be written"),
-    (["sample", "{lines}", "-o", "{tmp}/adir"],
-     "error: --out: {tmp}/adir must end in .png (a PNG grid)"),
-    (["sample", "{lines}", "-o", "{tmp}/adir.png/"],
-     "error: --out: {tmp}/adir.png is a folder; expected a file name"),
-    (["sample", "{lines}", "--single", "-o", "{tmp}/grid.png"],
-     "error: --out: {tmp}/grid.png names an image file; with --single it is the folder"),
-    (["sample", "{lines}", "--single", "-o", "{tmp}/afile/x"],
-     "error: --out: {tmp}/afile is a file, so {tmp}/afile/x cannot be written"),
-    (["sample", "{teacher}", "--sampler", "ddim", "--order", "2", "-o", "{tmp}/a.png"],
-     "error: --order: only for the dpmsolver++ sampler; the teacher samples with ddim here (--sampler ddim)"),
-    (["sample", "{teacher}", "--sampler", "ddim", "--lambda-min", "-4", "-o", "{tmp}/a.png"],
-     "error: --lambda-min: only for the dpmsolver++ sampler; the teacher samples with ddim here (--sampler ddim)"),
-    (["sample", "{teacher}", "--lambda-min", "nan", "-o", "{tmp}/a.png"],
-     "error: argument --lambda-min: expected a finite number or none"),
-    (["sample", "{teacher}", "--params", "{tmp}/missing.yaml", "-o", "{tmp}/a.png"],
-     "error: --params: {tmp}/missing.yaml: no such file"),
-    (["sample", "{lines}", "--order", "2", "-o", "{tmp}/a.png"],
-     "error: --order: only for a teacher; {lines} is not a teacher model folder"),
-    (["sample", "{lines}", "--sampler", "ddim", "-o", "{tmp}/a.png"],
-     "error: --sampler: only for a teacher; {lines} is not a teacher model folder"),
-    (["score", "{tmp}/40.npy", "--reference", "{tmp}/40.npy", "-o", "{tmp}/adir"],
-     "error: --out: {tmp}/adir is a folder; expected a file name"),
-    (["score", "{tmp}/40.npy", "--reference", "{tmp}/40.npy", "-o", "{tmp}/afile/s.json"],
-     "error: --out: {tmp}/afile is a file, so {tmp}/afile/s.json cannot be written"),
-    (["score", "{tmp}/1.npy", "--reference", "{tmp}/40.npy"],
-     "error: {tmp}/1.npy: 1 image, too few to score: the metrics need at least 8 in each set "
-     "(precision and recall find each image's 3 nearest neighbours within halves of a set)"),
-    (["score", "{tmp}/2.npy", "--reference", "{tmp}/40.npy"],
-     "error: {tmp}/2.npy: 2 images, too few to score: the metrics need at least 8 in each set"),
-    (["score", "{tmp}/40.npy", "--reference", "{tmp}/2.npy"],
-     "error: --reference {tmp}/2.npy: 2 images, too few to score"),
-    (["profile", "profiles/cifar10.yaml", "-o", "{tmp}/afile/p.yaml"],
-     "error: --out: {tmp}/afile is a file, so {tmp}/afile/p.yaml cannot be written"),
+    (["sample", "{lines}", "--seed", "-1", "-o", "{tmp}/a.png"], "error: --seed: must be at least 0, got -1"),
+    (
+        ["sample", "{lines}", "-o", "/proc/a.png"],
+        "error: --out: /proc/a.png cannot be written: /proc takes no new file",
+    ),
+    (
+        ["sample", "{lines}", "-o", "{tmp}/afile/x.png"],
+        "error: --out: {tmp}/afile is a file, so {tmp}/afile/x.png cannot be written",
+    ),
+    (
+        ["sample", "{lines}", "-o", "{tmp}/afile/deeper/x.png"],
+        "error: --out: {tmp}/afile is a file, so {tmp}/afile/deeper/x.png cannot be written",
+    ),
+    (["sample", "{lines}", "-o", "{tmp}/adir"], "error: --out: {tmp}/adir must end in .png (a PNG grid)"),
+    (["sample", "{lines}", "-o", "{tmp}/adir.png/"], "error: --out: {tmp}/adir.png is a folder; expected a file name"),
+    (
+        ["sample", "{lines}", "--single", "-o", "{tmp}/grid.png"],
+        "error: --out: {tmp}/grid.png names an image file; with --single it is the folder",
+    ),
+    (
+        ["sample", "{lines}", "--single", "-o", "{tmp}/afile/x"],
+        "error: --out: {tmp}/afile is a file, so {tmp}/afile/x cannot be written",
+    ),
+    (
+        ["sample", "{teacher}", "--sampler", "ddim", "--order", "2", "-o", "{tmp}/a.png"],
+        "error: --order: only for the dpmsolver++ sampler; the teacher samples with ddim here (--sampler ddim)",
+    ),
+    (
+        ["sample", "{teacher}", "--sampler", "ddim", "--lambda-min", "-4", "-o", "{tmp}/a.png"],
+        "error: --lambda-min: only for the dpmsolver++ sampler; the teacher samples with ddim here (--sampler ddim)",
+    ),
+    (
+        ["sample", "{teacher}", "--lambda-min", "nan", "-o", "{tmp}/a.png"],
+        "error: argument --lambda-min: expected a finite number or none",
+    ),
+    (
+        ["sample", "{teacher}", "--params", "{tmp}/missing.yaml", "-o", "{tmp}/a.png"],
+        "error: --params: {tmp}/missing.yaml: no such file",
+    ),
+    (
+        ["sample", "{lines}", "--order", "2", "-o", "{tmp}/a.png"],
+        "error: --order: only for a teacher; {lines} is not a teacher model folder",
+    ),
+    (
+        ["sample", "{lines}", "--sampler", "ddim", "-o", "{tmp}/a.png"],
+        "error: --sampler: only for a teacher; {lines} is not a teacher model folder",
+    ),
+    (
+        ["score", "{tmp}/40.npy", "--reference", "{tmp}/40.npy", "-o", "{tmp}/adir"],
+        "error: --out: {tmp}/adir is a folder; expected a file name",
+    ),
+    (
+        ["score", "{tmp}/40.npy", "--reference", "{tmp}/40.npy", "-o", "{tmp}/afile/s.json"],
+        "error: --out: {tmp}/afile is a file, so {tmp}/afile/s.json cannot be written",
+    ),
+    (
+        ["score", "{tmp}/1.npy", "--reference", "{tmp}/40.npy"],
+        "error: {tmp}/1.npy: 1 image, too few to score: the metrics need at least 8 in each set "
+        "(precision and recall find each image's 3 nearest neighbours within halves of a set)",
+    ),
+    (
+        ["score", "{tmp}/2.npy", "--reference", "{tmp}/40.npy"],
+        "error: {tmp}/2.npy: 2 images, too few to score: the metrics need at least 8 in each set",
+    ),
+    (
+        ["score", "{tmp}/40.npy", "--reference", "{tmp}/2.npy"],
+        "error: --reference {tmp}/2.npy: 2 images, too few to score",
+    ),
+    (
+        ["profile", "profiles/cifar10.yaml", "-o", "{tmp}/afile/p.yaml"],
+        "error: --out: {tmp}/afile is a file, so {tmp}/afile/p.yaml cannot be written",
+    ),
 ]
 
 
@@ -169,8 +215,9 @@ def _tree(root: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.mark.parametrize("argv, message", USAGES, ids=[" ".join(u[0][:1] + u[0][2:]) for u in USAGES])
-def test_a_wrong_command_line_is_one_line_exit_2_and_writes_nothing(folders, tiny_teacher, tmp_path, monkeypatch,
-                                                                    capsys, argv, message):
+def test_a_wrong_command_line_is_one_line_exit_2_and_writes_nothing(
+    folders, tiny_teacher, tmp_path, monkeypatch, capsys, argv, message
+):
     import numpy as np
 
     from lines_model.__main__ import main

@@ -21,7 +21,9 @@ MU, S = 0.2, 0.5
 
 
 def _oracle(prediction: str, s: float = S):
-    cfg = dict(DDPMScheduler(prediction_type=prediction, clip_sample=False).config)  # linear betas: google/ddpm-cifar10-32's
+    cfg = dict(
+        DDPMScheduler(prediction_type=prediction, clip_sample=False).config
+    )  # linear betas: google/ddpm-cifar10-32's
     return GaussianOracle(cfg, MU, s), cfg
 
 
@@ -38,7 +40,7 @@ class ExactF(torch.nn.Module):
     def forward(self, x, sigma):
         sigma = cd._per_image(sigma, x).double().view(-1, 1, 1, 1)
         ratio = math.sqrt(self.s**2 + self.sigma_min**2) / (self.s**2 + sigma**2).sqrt()
-        return (MU + ratio ** self.power * (x.double() - MU)).to(x.dtype)
+        return (MU + ratio**self.power * (x.double() - MU)).to(x.dtype)
 
 
 def test_the_boundary_condition_holds_for_any_network():
@@ -79,8 +81,13 @@ def _loss(s: float, n_points: int, solver: str) -> float:
     oracle, cfg = _oracle("epsilon", s)
     sigma_min, sigma_max = cd.teacher_sigmas(cfg)
     f = ExactF(s, sigma_min)
-    loss = cd.CDLoss(cd.TeacherODE(oracle, cfg), cd.TargetNetwork(f, 0.0), cd.discretisation(sigma_min, 80.0, n_points, 7.0),
-                     solver, "mse")
+    loss = cd.CDLoss(
+        cd.TeacherODE(oracle, cfg),
+        cd.TargetNetwork(f, 0.0),
+        cd.discretisation(sigma_min, 80.0, n_points, 7.0),
+        solver,
+        "mse",
+    )
     clean = (MU + s * torch.randn(512, 3, 4, 4, generator=torch.Generator().manual_seed(3))).float()
     return loss(f, None, clean, torch.Generator().manual_seed(4)).item()
 
@@ -110,8 +117,17 @@ def test_a_student_equal_to_it_stays_put_under_training(tmp_path):
 
     p = shipped_params()
     cfg_train = dataclasses.replace(p.cd, lr=1e-2, batch_size=16, warmup_steps=0, ema_decay=0.0)
-    result = train(f, loss, PointMass(), cfg_train, dataclasses.replace(p.runtime, mixed_precision="no"), steps=5,
-                   checkpoint_dir=tmp_path / "ckpt", identity={}, hook=target)
+    result = train(
+        f,
+        loss,
+        PointMass(),
+        cfg_train,
+        dataclasses.replace(p.runtime, mixed_precision="no"),
+        steps=5,
+        checkpoint_dir=tmp_path / "ckpt",
+        identity={},
+        hook=target,
+    )
     # Its gradient is rounding alone (the sigma -> timestep map is float32); Adam's steps from it stay
     # far below one learning rate (5e-2 over these 5 steps).
     clean = torch.full((16, 3, 4, 4), MU, dtype=torch.float64)
@@ -125,8 +141,16 @@ def test_a_student_equal_to_it_stays_put_under_training(tmp_path):
     off = ExactF(0.0, sigma_min)
     with torch.no_grad():
         off.power.fill_(1.5)
-    moved = train(off, cd.CDLoss(loss.ode, cd.TargetNetwork(off, 0.5), loss.sigmas, "euler", "huber"), PointMass(), cfg_train,
-                  dataclasses.replace(p.runtime, mixed_precision="no"), steps=5, checkpoint_dir=tmp_path / "ckpt2", identity={})
+    moved = train(
+        off,
+        cd.CDLoss(loss.ode, cd.TargetNetwork(off, 0.5), loss.sigmas, "euler", "huber"),
+        PointMass(),
+        cfg_train,
+        dataclasses.replace(p.runtime, mixed_precision="no"),
+        steps=5,
+        checkpoint_dir=tmp_path / "ckpt2",
+        identity={},
+    )
     assert 1.5 - moved.ema_model.power.item() > 1e-2  # toward 1
 
 

@@ -25,8 +25,10 @@ def _significant(summary: dict, metric: str = "fid", pair: str = "lines_1step-ba
 
 
 def _run(base: float, lines: float, eval_se: float = 0.0) -> dict:
-    return {g: {k: (base if g == "baseline_1step" else lines) for k in METRICS} | {f"{k}_se": eval_se for k in METRICS}
-            for g in COMPARED}
+    return {
+        g: {k: (base if g == "baseline_1step" else lines) for k in METRICS} | {f"{k}_se": eval_se for k in METRICS}
+        for g in COMPARED
+    }
 
 
 def test_mean_and_standard_error():
@@ -42,8 +44,11 @@ def test_differences_are_paired_by_seed():
     runs = [_run(10.0, 11.0), _run(20.0, 21.0), _run(30.0, 31.0)]
     s = summarise([0, 1, 2], runs)
     assert s["seeds"] == [0, 1, 2]
-    assert s["baseline_1step"]["fid"] == {"seed_mean": 20.0, "seed_se": pytest.approx(10 / math.sqrt(3)),
-                                          "eval_se": 0.0}
+    assert s["baseline_1step"]["fid"] == {
+        "seed_mean": 20.0,
+        "seed_se": pytest.approx(10 / math.sqrt(3)),
+        "eval_se": 0.0,
+    }
     d = s["difference"]["lines_1step-baseline_1step"]["fid"]
     assert d["seed_mean"] == pytest.approx(1.0) and d["seed_se"] == pytest.approx(0.0)
     assert d["total_se"] == pytest.approx(0.0)
@@ -74,9 +79,13 @@ def test_replicate_folder_changes_with_training_settings_not_log_settings(tmp_pa
     (layout.pairs / "manifest.json").write_text('{"shards": ["a"]}')
     layout.subset.write_text('{"indices": [1, 2]}')
     key = replicate_key(p, layout)
-    quieter = dataclasses.replace(p, train_lines=dataclasses.replace(p.train_lines, log_every=p.train_lines.log_every + 1))
+    quieter = dataclasses.replace(
+        p, train_lines=dataclasses.replace(p.train_lines, log_every=p.train_lines.log_every + 1)
+    )
     assert replicate_key(quieter, layout) == key
-    longer = dataclasses.replace(p, train_baseline=dataclasses.replace(p.train_baseline, epochs=p.train_baseline.epochs + 1))
+    longer = dataclasses.replace(
+        p, train_baseline=dataclasses.replace(p.train_baseline, epochs=p.train_baseline.epochs + 1)
+    )
     assert replicate_key(longer, layout) != key
     layout.subset.write_text('{"indices": [1, 3]}')
     assert replicate_key(p, layout) != key
@@ -98,8 +107,10 @@ def test_a_paired_evaluation_error_replaces_the_two_generators_errors_combined()
     # itself (the two generators share the noises and references, so it is below both combined):
     # 0.8 at every seed is then 8 standard errors, not 0.8 / 0.42 = 1.9.
     runs = [_run(10.0, 10.8, eval_se=0.3), _run(12.0, 12.8, eval_se=0.3), _run(11.0, 11.8, eval_se=0.3)]
-    paired = {"lines_1step - baseline_1step": {"fid": 0.8, "fid_se": 0.1, "kid_se": 0.2},
-              "lines_2step - baseline_1step": {"fid_se": 0.05}}
+    paired = {
+        "lines_1step - baseline_1step": {"fid": 0.8, "fid_se": 0.1, "kid_se": 0.2},
+        "lines_2step - baseline_1step": {"fid_se": 0.05},
+    }
     s = summarise([0, 1, 2], runs, paired)
     d = s["difference"]["lines_1step-baseline_1step"]
     assert d["fid"]["eval_se"] == 0.1 and d["fid"]["total_se"] == pytest.approx(0.1)

@@ -31,7 +31,9 @@ def test_shipped_params_parse_and_round_trip():
     assert p.teacher.model == "teachers/shapes-ddpm"
     assert p.pairs.steps == SHIPPED["pairs"]["steps"] and p.train_lines.epochs == SHIPPED["train_lines"]["epochs"]
     assert parse_params(to_dict(p)) == p
-    assert to_dict(p) == {k: {kk: (list(vv) if isinstance(vv, tuple) else vv) for kk, vv in v.items()} for k, v in SHIPPED.items()}
+    assert to_dict(p) == {
+        k: {kk: (list(vv) if isinstance(vv, tuple) else vv) for kk, vv in v.items()} for k, v in SHIPPED.items()
+    }
 
 
 def test_params_yaml_is_the_only_source_of_values():
@@ -52,7 +54,10 @@ def test_params_yaml_is_the_only_source_of_values():
         ({"pairs": {"count": -5}}, r"pairs\.count: -5 is below the minimum 1"),
         ({"pairs": {"count": "many"}}, r"pairs\.count: expected an integer, got str"),
         ({"pairs": {"count": 2.5}}, r"pairs\.count: expected an integer"),
-        ({"pairs": {"sampler": "euler"}}, r"pairs\.sampler: 'euler' is not allowed; expected one of 'ddim', 'dpmsolver\+\+'"),
+        (
+            {"pairs": {"sampler": "euler"}},
+            r"pairs\.sampler: 'euler' is not allowed; expected one of 'ddim', 'dpmsolver\+\+'",
+        ),
         ({"train_lines": {"lr": "fast"}}, r"train_lines\.lr: expected a number"),
         ({"train_lines": {"loss": "l2"}}, r"train_lines\.loss: 'l2' is not allowed"),
         ({"runtime": {"compile": "yes"}}, r"runtime\.compile: expected true or false"),
@@ -65,7 +70,10 @@ def test_params_yaml_is_the_only_source_of_values():
         ({"evaluate": {"trajectory_ts": [0.5, 1.5]}}, r"evaluate\.trajectory_ts: times must lie in \[0, 1\]"),
         ({"pairs": {"batch_size": 300}}, r"pairs\.batch_size: 300 must divide pairs\.shard_size=1000"),
         ({"student": {"down_block_types": ["DownBlock2D"]}}, r"student\.down_block_types: needs 3 entries"),
-        ({"evaluate": {"count": 900}}, r"evaluate\.count \+ evaluate\.reference = 1400 is larger than pairs\.heldout=1000"),
+        (
+            {"evaluate": {"count": 900}},
+            r"evaluate\.count \+ evaluate\.reference = 1400 is larger than pairs\.heldout=1000",
+        ),
         ({"ema": 1}, r"ema: unknown key"),
     ],
 )
@@ -142,7 +150,9 @@ def test_yaml_floats_written_as_strings_are_accepted():
 
 
 def _run_stage(cwd: Path, stage: str, timeout: float | None = None):
-    return subprocess.run([sys.executable, str(ROOT / "stages" / f"{stage}.py")], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "stages" / f"{stage}.py")], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_stage_rejects_bad_params_before_touching_outputs(tmp_path):
@@ -181,7 +191,9 @@ def test_student_that_cannot_take_the_teacher_image_size():
 def test_teacher_pairs_with_a_teacher_folder_without_weights(tmp_path):
     (tmp_path / "teacher").mkdir()
     (tmp_path / "teacher" / "config.json").write_text('{"_class_name": "UNet2DModel", "sample_size": 16}')
-    (tmp_path / "teacher" / "scheduler_config.json").write_text((ROOT / "teachers" / "shapes-ddpm" / "scheduler_config.json").read_text())
+    (tmp_path / "teacher" / "scheduler_config.json").write_text(
+        (ROOT / "teachers" / "shapes-ddpm" / "scheduler_config.json").read_text()
+    )
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["teacher"]["model"] = "teacher"
     params["evaluate"]["feature_dir"] = str(ROOT / "teachers" / "shapes-features")
@@ -199,8 +211,17 @@ def test_teacher_pairs_with_a_teacher_folder_without_weights(tmp_path):
     [
         ({"pairs": {"steps": 2000}}, r"pairs\.steps: 2000 steps exceed the teacher's 1000 training timesteps"),
         ({"pairs": {"lambda_min": -20.0}}, r"pairs\.lambda_min: -20\.0 lies outside the teacher's log-SNR range"),
-        ({"student": {"init": "random", "block_out_channels": [16, 16, 16, 16, 16, 16], "down_block_types": ["DownBlock2D"] * 6,
-                      "up_block_types": ["UpBlock2D"] * 6}}, r"student\.block_out_channels: 6 levels"),
+        (
+            {
+                "student": {
+                    "init": "random",
+                    "block_out_channels": [16, 16, 16, 16, 16, 16],
+                    "down_block_types": ["DownBlock2D"] * 6,
+                    "up_block_types": ["UpBlock2D"] * 6,
+                }
+            },
+            r"student\.block_out_channels: 6 levels",
+        ),
         ({"evaluate": {"feature_weights": "nowhere.pth"}}, r"evaluate\.feature_weights: file nowhere\.pth not found"),
         ({"evaluate": {"data_reference": "cifar.npy"}}, r"evaluate\.data_reference: file cifar\.npy not found"),
     ],
@@ -241,18 +262,26 @@ def test_a_refused_value_stops_the_first_and_the_last_stage_before_work(tmp_path
     for stage in ("teacher_pairs", "evaluate"):
         r = _run_stage(tmp_path, stage, timeout=120)  # a check that let work start would run for minutes
         assert r.returncode == 2, r.stderr
-        assert r.stderr.strip() == "error: pairs.steps: 2000 steps exceed the teacher's 1000 training timesteps", r.stderr
+        assert r.stderr.strip() == "error: pairs.steps: 2000 steps exceed the teacher's 1000 training timesteps", (
+            r.stderr
+        )
     assert not (tmp_path / "data").exists() and not (tmp_path / "scratch").exists()
 
 
 @pytest.mark.parametrize(
     "evaluate, message",
     [
-        ({"se_replicates": 3}, "error: params.yaml: evaluate.se_replicates: need at least 2 pairs of complementary halves "
-                               "(4 replicates), got 3"),
-        ({"count": 600, "reference": 400, "prc_neighborhood": 250},
-         "error: params.yaml: evaluate.prc_neighborhood: the errors use halves of 200 items (half of the smaller of 600 "
-         "generated and 400 reference items), so it must lie in [1, 199], got 250 (evaluate.count: 600)"),
+        (
+            {"se_replicates": 3},
+            "error: params.yaml: evaluate.se_replicates: need at least 2 pairs of complementary halves "
+            "(4 replicates), got 3",
+        ),
+        (
+            {"count": 600, "reference": 400, "prc_neighborhood": 250},
+            "error: params.yaml: evaluate.prc_neighborhood: the errors use halves of 200 items (half of the "
+            "smaller of 600 "
+            "generated and 400 reference items), so it must lie in [1, 199], got 250 (evaluate.count: 600)",
+        ),
     ],
 )
 def test_what_the_standard_errors_cannot_use_stops_evaluate_before_any_generator_samples(tmp_path, evaluate, message):

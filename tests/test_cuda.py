@@ -15,7 +15,9 @@ import torch
 
 from conftest import shipped_params
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA, and LINES_MODEL_TEST_CUDA=1 (the rest of the suite hides it)")
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA, and LINES_MODEL_TEST_CUDA=1 (the rest of the suite hides it)"
+)
 CUDA = torch.device("cuda")
 
 
@@ -37,7 +39,11 @@ def test_teacher_parametrised_student_runs_on_cuda(teacher):
     from lines_model.samplers import lines_sample
     from lines_model.students import init_student
 
-    s = init_student(dataclasses.replace(shipped_params().student, init="teacher"), (3, 16, 16), teacher).to(CUDA).eval()
+    s = (
+        init_student(dataclasses.replace(shipped_params().student, init="teacher"), (3, 16, 16), teacher)
+        .to(CUDA)
+        .eval()
+    )
     x = lines_sample(s, torch.randn(4, 3, 16, 16), 2)
     assert x.device.type == "cuda" and torch.isfinite(x).all()
 
@@ -46,10 +52,25 @@ def test_progressive_distillation_round_on_cuda(teacher, tmp_path):
     from lines_model.methods.pd import distill as pd_training
     from lines_model.generation import generate
 
-    generate(teacher, tmp_path / "pairs", count=16, stream=0, sampler="ddim", steps=2, order=1, seed=0, batch_size=8, shard_size=8)
+    generate(
+        teacher,
+        tmp_path / "pairs",
+        count=16,
+        stream=0,
+        sampler="ddim",
+        steps=2,
+        order=1,
+        seed=0,
+        batch_size=8,
+        shard_size=8,
+    )
     p = shipped_params()
-    p = dataclasses.replace(p, pd=dataclasses.replace(p.pd, start_steps=4, iters_per_round=2, batch_size=4, warmup_steps=1))
-    pd_training.distill(p, teacher, pairs_dir=tmp_path / "pairs", out_dir=tmp_path / "pd", scratch_dir=tmp_path / "scratch")
+    p = dataclasses.replace(
+        p, pd=dataclasses.replace(p.pd, start_steps=4, iters_per_round=2, batch_size=4, warmup_steps=1)
+    )
+    pd_training.distill(
+        p, teacher, pairs_dir=tmp_path / "pairs", out_dir=tmp_path / "pd", scratch_dir=tmp_path / "scratch"
+    )
     assert sorted(q.name for q in (tmp_path / "pd").iterdir()) == ["1step", "2step"]
 
 
@@ -58,9 +79,12 @@ def test_evaluation_generators_and_trajectory_on_cuda(teacher, tmp_path):
     from lines_model.students import init_student, save_student
 
     params = shipped_params()
-    params = dataclasses.replace(params, pd=dataclasses.replace(params.pd, start_steps=4),
-                                 evaluate=dataclasses.replace(params.evaluate, pd_steps=(2,), lines_steps=(1, 2)),
-                                 pairs=dataclasses.replace(params.pairs, steps=4, order=2))
+    params = dataclasses.replace(
+        params,
+        pd=dataclasses.replace(params.pd, start_steps=4),
+        evaluate=dataclasses.replace(params.evaluate, pd_steps=(2,), lines_steps=(1, 2)),
+        pairs=dataclasses.replace(params.pairs, steps=4, order=2),
+    )
     s = init_student(dataclasses.replace(params.student, init="teacher"), (3, 16, 16), teacher)
     from lines_model.methods import registry
     from lines_model.methods.base import Layout

@@ -25,9 +25,28 @@ from stages import train_lines
 from tools.stage_deps import declared
 
 pytestmark = pytest.mark.e2e
-STAGES = {"teacher_pairs", "subset_50k", "train_lines", "train_baseline", "distill_progressive", "distill_consistency", "evaluate"}
-GENERATORS = ["teacher", "teacher_ddim4", "lines_1step", "lines_2step", "baseline_1step", "pd_2step", "pd_1step",
-              "cd_1step", "cd_2step", "cd_lines_1step", "cd_lines_2step"]
+STAGES = {
+    "teacher_pairs",
+    "subset_50k",
+    "train_lines",
+    "train_baseline",
+    "distill_progressive",
+    "distill_consistency",
+    "evaluate",
+}
+GENERATORS = [
+    "teacher",
+    "teacher_ddim4",
+    "lines_1step",
+    "lines_2step",
+    "baseline_1step",
+    "pd_2step",
+    "pd_1step",
+    "cd_1step",
+    "cd_2step",
+    "cd_lines_1step",
+    "cd_lines_2step",
+]
 DVC_STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
@@ -90,8 +109,16 @@ def test_repro_writes_every_metric_with_its_uncertainty(repo):
     # One network call against the teacher's four, of the same network size, timed in the same rounds.
     for name in ("lines_1step", "baseline_1step", "pd_1step"):
         assert metrics[name]["speedup"] > 1.5, (name, metrics[name])
-    assert metrics["lines_2step"]["nfe"] == 2 and metrics["teacher"]["nfe"] == 4 and metrics["teacher_ddim4"]["nfe"] == 4
-    for png in ("comparison.png", "trajectory.png", "fid_speedup.png", "samples/lines_1step.png", "samples/teacher_ddim4.png"):
+    assert (
+        metrics["lines_2step"]["nfe"] == 2 and metrics["teacher"]["nfe"] == 4 and metrics["teacher_ddim4"]["nfe"] == 4
+    )
+    for png in (
+        "comparison.png",
+        "trajectory.png",
+        "fid_speedup.png",
+        "samples/lines_1step.png",
+        "samples/teacher_ddim4.png",
+    ):
         assert (repo / "plots" / png).stat().st_size > 1000
     assert (repo / "models" / "lines" / "diffusion_pytorch_model.safetensors").exists()
     assert sorted(p.name for p in (repo / "models" / "pd").iterdir()) == ["1step", "2step"]
@@ -180,7 +207,8 @@ def test_experiment_round_trip_runs_nothing_and_reruns_succeed(repo, monkeypatch
     subset_file.unlink()  # never write through a link into DVC's cache
     subset_file.write_text(made)
     monkeypatch.chdir(repo)
-    stale = r"^subset\.count: data/subset\.json was made with 1000, the params have 100 \(a stale output\); remake it: dvc repro"
+    stale = (r"^subset\.count: data/subset\.json was made with 1000, the params have 100 \(a stale output\); "
+        r"remake it: dvc repro")
     with pytest.raises(ConfigError, match=stale + r" --force --single-item subset_50k$"):
         train_lines.main(load_params("params.yaml"))
     assert not (repo / "scratch").exists() or not list((repo / "scratch").iterdir())
@@ -190,7 +218,9 @@ def test_experiment_round_trip_runs_nothing_and_reruns_succeed(repo, monkeypatch
     # The same experiment again: served from the run-cache, nothing trained or evaluated again.
     out = sh(repo, "dvc", "exp", "run", "-S", "subset.count=1000")
     assert ran(out) == set(), out
-    assert all(f"Stage '{s}' is cached" in out for s in ("subset_50k", "train_lines", "distill_consistency", "evaluate")), out
+    assert all(
+        f"Stage '{s}' is cached" in out for s in ("subset_50k", "train_lines", "distill_consistency", "evaluate")
+    ), out
     assert subset_file.read_text() == made
     again = json.loads((repo / "metrics" / "evaluate.json").read_text())["lines_1step"]
     assert {k: again[k] for k in ("fid", "kid", "mse")} == {k: first[k] for k in ("fid", "kid", "mse")}
@@ -208,7 +238,9 @@ def test_pairs_count_reruns_everything(repo):
     try:
         assert changed(repo) == {"teacher_pairs"}
         stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
-        readers = {n for n, st in stages.items() if any(str(d).startswith(("data/pairs", "data/heldout")) for d in st["deps"])}
+        readers = {
+            n for n, st in stages.items() if any(str(d).startswith(("data/pairs", "data/heldout")) for d in st["deps"])
+        }
         assert readers == STAGES - {"teacher_pairs"}
     finally:
         restore(repo)
@@ -223,12 +255,17 @@ def test_metrics_and_plots_diff_between_commits(repo):
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "baseline lr 0.003")
     try:
-        changed_metrics = json.loads(sh(repo, "dvc", "metrics", "diff", "HEAD~1", "--json", stdout_only=True))["metrics/evaluate.json"]
+        changed_metrics = json.loads(sh(repo, "dvc", "metrics", "diff", "HEAD~1", "--json", stdout_only=True))[
+            "metrics/evaluate.json"
+        ]
         assert changed_metrics["baseline_1step.mse"]["diff"] != 0
         assert "teacher.mse" not in changed_metrics  # the teacher did not change: no diff to report
         sh(repo, "dvc", "plots", "diff", "HEAD~1", "-o", "plots_diff")
         html = (repo / "plots_diff" / "index.html").read_text()
-        order = [html.index(f"plots_{name}_png") for name in ("comparison", "fid_speedup", "loss_curves", "trajectory", "samples_teacher")]
+        order = [
+            html.index(f"plots_{name}_png")
+            for name in ("comparison", "fid_speedup", "loss_curves", "trajectory", "samples_teacher")
+        ]
         assert order == sorted(order)
         assert re.search(r'id="([^"]+)"', html).group(1) == "plots_comparison_png", "the comparison grid opens the page"
     finally:
@@ -243,8 +280,11 @@ def test_the_comparison_is_its_own_pipeline_and_goes_stale_with_a_student(repo):
     # would still run the root pipeline's stages only.
     (repo / "compare").mkdir()
     shutil.copy(ROOT / "compare" / "dvc.yaml", repo / "compare")
-    made = [repo / "metrics" / name for name in ("compare.json", "differences.json")
-            if not (repo / "metrics" / name).exists()]
+    made = [
+        repo / "metrics" / name
+        for name in ("compare.json", "differences.json")
+        if not (repo / "metrics" / name).exists()
+    ]
     ignore = repo / "metrics" / ".gitignore"
     ignored = ignore.read_text() if ignore.exists() else None
     try:

@@ -81,8 +81,9 @@ def test_register_is_idempotent_and_binds_the_folder(tmp_path, real_sets):
     assert extractors.register_shapes_extractor(tmp_path / "rand") == name
     a, b = real_sets
     shipped = fidelity.compute_fidelity(a[:100], b[:100], "shapes-features", kid_subset_size=50)
-    rand = fidelity.compute_fidelity(a[:100], b[:100], "shapes-features", feature_dir=tmp_path / "rand",
-                                     kid_subset_size=50)
+    rand = fidelity.compute_fidelity(
+        a[:100], b[:100], "shapes-features", feature_dir=tmp_path / "rand", kid_subset_size=50
+    )
     assert rand["fid"] != shipped["fid"]  # a different net really was used
     assert fidelity.extract_features(a[:5], "shapes-features", feature_dir=tmp_path / "rand").shape == (5, 16)
 
@@ -129,9 +130,20 @@ def test_metrics_from_features_equal_torch_fidelity_on_the_images(real_sets):
     ours = fidelity.metrics_from_features(g, r, kid_subset_size=50, kid_subsets=20, prc_neighborhood=3, seed=7)
     to_u8 = lambda x: fidelity._UInt8Images((x * 255).round().to(torch.uint8))  # noqa: E731
     theirs = torch_fidelity.calculate_metrics(
-        input1=to_u8(gen), input2=to_u8(ref), fid=True, kid=True, prc=True, feature_extractor="shapes-features",
-        kid_subset_size=50, kid_subsets=20, prc_neighborhood=3, rng_seed=7, cache=False, verbose=False,
-        save_cpu_ram=True, cuda=torch.cuda.is_available(),
+        input1=to_u8(gen),
+        input2=to_u8(ref),
+        fid=True,
+        kid=True,
+        prc=True,
+        feature_extractor="shapes-features",
+        kid_subset_size=50,
+        kid_subsets=20,
+        prc_neighborhood=3,
+        rng_seed=7,
+        cache=False,
+        verbose=False,
+        save_cpu_ram=True,
+        cuda=torch.cuda.is_available(),
     )
     assert ours == {
         "fid": theirs["frechet_inception_distance"],

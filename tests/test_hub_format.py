@@ -102,14 +102,25 @@ def _with_pd_start(steps: int):
 def _distil_two_rounds(tmp_path, teacher_folder):
     p = shipped_params()
     params = dataclasses.replace(
-        p, pd=dataclasses.replace(p.pd, start_steps=4, end_steps=1, iters_per_round=2, batch_size=8, log_every=1),
+        p,
+        pd=dataclasses.replace(p.pd, start_steps=4, end_steps=1, iters_per_round=2, batch_size=8, log_every=1),
         runtime=RuntimeCfg(mixed_precision="no", compile=False, threads=1),
     )
     teacher = load_teacher(str(teacher_folder))
     pairs_dir = tmp_path / "pairs"
     if not pairs_dir.exists():
-        generation.generate(teacher, pairs_dir, count=16, stream=noise.TRAIN, sampler="ddim", steps=2, order=1,
-                            seed=0, batch_size=16, shard_size=16)
+        generation.generate(
+            teacher,
+            pairs_dir,
+            count=16,
+            stream=noise.TRAIN,
+            sampler="ddim",
+            steps=2,
+            order=1,
+            seed=0,
+            batch_size=16,
+            shard_size=16,
+        )
     out = tmp_path / f"pd-{teacher_folder.name}"
     torch.manual_seed(0)
     pd_training.distill(params, teacher, pairs_dir=pairs_dir, out_dir=out, scratch_dir=tmp_path / "scratch")
@@ -128,7 +139,9 @@ def test_pd_rounds_from_a_hub_format_teacher_match_those_from_a_folder_with_the_
     rt = RuntimeCfg(mixed_precision="no", compile=False, threads=1)
     for n in (2, 1):
         for out in (out_hub, out_keyed):
-            assert json.loads((out / f"{n}step" / "lines_model.json").read_text())["prediction_type"] == "epsilon_bounded"
+            assert (
+                json.loads((out / f"{n}step" / "lines_model.json").read_text())["prediction_type"] == "epsilon_bounded"
+            )
             assert load_scheduler_config(out / f"{n}step")["prediction_type"] == "epsilon_bounded"
         cpu = torch.device("cpu")
         g_hub = registry.load(out_hub / f"{n}step", device=cpu, runtime_cfg=rt)

@@ -33,11 +33,19 @@ def _workdir(root: Path, name: str, teacher: Path) -> Path:
 
 
 def _stage(d: Path, stage: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "stages" / f"{stage}.py")], cwd=d, env=ENV, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "stages" / f"{stage}.py")], cwd=d, env=ENV, capture_output=True, text=True
+    )
 
 
 def _kill_when(d: Path, stage: str, ready, timeout: float = 120) -> None:
-    p = subprocess.Popen([sys.executable, str(ROOT / "stages" / f"{stage}.py")], cwd=d, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [sys.executable, str(ROOT / "stages" / f"{stage}.py")],
+        cwd=d,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     t0 = time.time()
     while not ready() and p.poll() is None and time.time() - t0 < timeout:
         time.sleep(0.05)
@@ -72,7 +80,9 @@ def test_killed_teacher_pairs_resumes_to_identical_shards(dirs):
     assert r.returncode == 2 and "data/pairs/manifest.json: missing; run the teacher_pairs stage first" in r.stderr
     assert _stage(d, "teacher_pairs").returncode == 0
     assert _shard_bytes(d / "data" / "pairs") == _shard_bytes(ref / "data" / "pairs")
-    assert (d / "data" / "pairs" / "manifest.json").read_text() == (ref / "data" / "pairs" / "manifest.json").read_text()
+    assert (d / "data" / "pairs" / "manifest.json").read_text() == (
+        ref / "data" / "pairs" / "manifest.json"
+    ).read_text()
     assert not list((d / "data" / "pairs").glob(".*.tmp"))
     assert not list((d / "scratch").glob("pairs-*")), "finished shards move into the output"
 

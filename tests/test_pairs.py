@@ -117,18 +117,33 @@ def test_two_processes_write_the_same_shards(tiny_teacher, tmp_path):
         "st = runtime.state()\n"
         "assert st.num_processes == int(__import__('os').environ.get('WORLD_SIZE', 1))\n"
         f"t = load_teacher({str(tiny_teacher)!r})\n"
-        f"generation.generate(t, sys.argv[1], count=60, stream=noise.TRAIN, rank=st.process_index, world_size=st.num_processes, barrier=st.wait_for_everyone, **{KW!r})\n"
+        f"generation.generate(t, sys.argv[1], count=60, stream=noise.TRAIN, rank=st.process_index, "
+        f"world_size=st.num_processes, barrier=st.wait_for_everyone, **{KW!r})\n"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, str(script), str(tmp_path / "one")], check=True, env=env, capture_output=True)
     r = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", str(script), str(tmp_path / "two")],
-        env=env, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29533",
+            str(script),
+            str(tmp_path / "two"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "[rank 1]" in r.stderr  # two processes really split the shards
     assert _bytes(tmp_path / "one") == _bytes(tmp_path / "two")
-    assert json.loads((tmp_path / "one" / "manifest.json").read_text()) == json.loads((tmp_path / "two" / "manifest.json").read_text())
+    assert json.loads((tmp_path / "one" / "manifest.json").read_text()) == json.loads(
+        (tmp_path / "two" / "manifest.json").read_text()
+    )
 
 
 def test_the_manifest_records_the_precision_and_a_resume_never_mixes_precisions(teacher, tmp_path):
@@ -151,14 +166,24 @@ def test_a_manifest_of_another_format_is_refused_with_the_fix(teacher, tmp_path)
     del data["precision"]
     data["format"] = 1
     path.write_text(json.dumps(data))
-    with pytest.raises(pairs.PairsError, match=r"manifest.json: not a valid pairs manifest \(format 1, this code reads 2; rerun the teacher_pairs stage\)"):
+    with pytest.raises(
+        pairs.PairsError,
+        match=(
+            r"manifest.json: not a valid pairs manifest \(format 1, this code reads 2; rerun the "
+            r"teacher_pairs stage\)"
+        ),
+    ):
         pairs.PairStore(tmp_path / "p")
 
 
 def test_the_evaluations_teacher_row_runs_at_the_pairs_precision(teacher, tmp_path):
     """The teacher row reproduces its own held-out pairs exactly (MSE 0) whatever precision made them."""
     params = shipped_params()
-    params = dataclasses.replace(params, pairs=dataclasses.replace(params.pairs, **KW), evaluate=dataclasses.replace(params.evaluate, pd_steps=()))
+    params = dataclasses.replace(
+        params,
+        pairs=dataclasses.replace(params.pairs, **KW),
+        evaluate=dataclasses.replace(params.evaluate, pd_steps=(), cd_steps=()),
+    )
     for precision in ("fp32", "bf16"):
         generation.generate(teacher, tmp_path / precision, count=8, stream=noise.HELDOUT, precision=precision, **KW)
         n, c = pairs.PairStore(tmp_path / precision).take(range(8))
@@ -173,6 +198,8 @@ def _teacher_spec(params, teacher, tmp_path, precision):
     s = init_student(dataclasses.replace(params.student, init="teacher"), (3, 16, 16), teacher)
     for method in ("lines", "baseline"):
         save_student(s, Layout(tmp_path).model(method), {"method": method})
-    specs = registry.generators(params, teacher, Layout(tmp_path), device=torch.device("cpu"), pairs_precision=precision)
+    specs = registry.generators(
+        params, teacher, Layout(tmp_path), device=torch.device("cpu"), pairs_precision=precision
+    )
     assert specs[0].name == "teacher"
     return specs[0]

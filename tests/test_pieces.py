@@ -50,12 +50,26 @@ def pd_setup(tmp_path_factory, tiny_teacher):
 
     root = tmp_path_factory.mktemp("pd")
     teacher = load_teacher(str(tiny_teacher))
-    generate(teacher, root / "pairs", count=32, stream=0, sampler="ddim", steps=2, order=1, seed=0, batch_size=16, shard_size=16)
+    generate(
+        teacher,
+        root / "pairs",
+        count=32,
+        stream=0,
+        sampler="ddim",
+        steps=2,
+        order=1,
+        seed=0,
+        batch_size=16,
+        shard_size=16,
+    )
     p = shipped_params()
-    p = dataclasses.replace(p, pd=dataclasses.replace(p.pd, start_steps=4, iters_per_round=2, batch_size=8, warmup_steps=1),
-                            # fp32: a resumed round then equals an uninterrupted one to float rounding (under CPU
-                            # bf16 they agree to ~1e-5 only: the reloaded weights may get other oneDNN kernels)
-                            runtime=dataclasses.replace(p.runtime, threads=0, mixed_precision="auto"))
+    p = dataclasses.replace(
+        p,
+        pd=dataclasses.replace(p.pd, start_steps=4, iters_per_round=2, batch_size=8, warmup_steps=1),
+        # fp32: a resumed round then equals an uninterrupted one to float rounding (under CPU
+        # bf16 they agree to ~1e-5 only: the reloaded weights may get other oneDNN kernels)
+        runtime=dataclasses.replace(p.runtime, threads=0, mixed_precision="auto"),
+    )
     return root, teacher, p
 
 

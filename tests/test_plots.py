@@ -218,7 +218,9 @@ def test_quality_cost_adds_a_row_for_fid_against_the_data_and_draws_whatever_it_
     assert [se for *_, se in sorted(_error_bars(ax_data))] == pytest.approx([0.6, 0.4])
     # nothing finite, no reference, a reference without a FID, a negative FID: still a figure
     plots.quality_cost({"x": {"fid": float("nan"), "nfe": None}}, tmp_path / "b.png")
-    plots.quality_cost({"x": {"fid": -0.1, "fid_se": 0.2, "nfe": 1, "ms_per_image": 0.0}}, tmp_path / "c.png", reference="x")
+    plots.quality_cost(
+        {"x": {"fid": -0.1, "fid_se": 0.2, "nfe": 1, "ms_per_image": 0.0}}, tmp_path / "c.png", reference="x"
+    )
     plots.quality_cost({}, tmp_path / "d.png", reference="missing")
     for name in "bcd":
         png(tmp_path / f"{name}.png")
@@ -247,7 +249,9 @@ def test_failure_while_writing_leaves_no_file(tmp_path, monkeypatch):
         lambda p: plots.comparison_grid({"a": rand(2, 3, 8, 8), "b": rand(2, 3, 8, 8)}, p),
         lambda p: plots.trajectory_figure(rand(1, 2, 3, 8, 8), rand(1, 2, 3, 8, 8), rand(1, 3, 8, 8), [0.0, 1.0], p),
         lambda p: plots.metric_bars({"a": {"fid": 1.0, "speedup": 2.0}}, p),
-        lambda p: plots.quality_cost({"a": {"fid": 1.0, "fid_se": 0.1, "nfe": 1, "ms_per_image": 2.0}}, p, reference="a"),
+        lambda p: plots.quality_cost(
+            {"a": {"fid": 1.0, "fid_se": 0.1, "nfe": 1, "ms_per_image": 2.0}}, p, reference="a"
+        ),
     ]
     for i, call in enumerate(calls):
         target = tmp_path / f"fig{i}.png"

@@ -16,7 +16,9 @@ def fake_node_modules(root, code=None):
         pkg = rel.split("/")[0]
         (root / pkg / "build").mkdir(parents=True)
         (root / pkg / "package.json").write_text(f'{{"name": "{pkg}", "version": "1.2.3"}}')
-        (root / rel).write_text((code or f"var {pkg.replace('-', '_')} = 1;") + f"\n//# sourceMappingURL={pkg}.min.js.map\n")
+        (root / rel).write_text(
+            (code or f"var {pkg.replace('-', '_')} = 1;") + f"\n//# sourceMappingURL={pkg}.min.js.map\n"
+        )
     return root
 
 
@@ -25,7 +27,12 @@ def test_template_inlines_every_bundle_in_order_and_dvc_fills_it(tmp_path):
     assert "<script src" not in text and "sourceMappingURL" not in text
     assert text.index("var vega = 1") < text.index("var vega_lite = 1") < text.index("var vega_embed = 1")
     assert "/* vega-embed 1.2.3 */" in text
-    page = HTML(text).with_scripts('<script src="https://cdn.example/vega"></script>').with_element("<div id='x'></div>").embed()
+    page = (
+        HTML(text)
+        .with_scripts('<script src="https://cdn.example/vega"></script>')
+        .with_element("<div id='x'></div>")
+        .embed()
+    )
     assert "<div id='x'></div>" in page and "cdn.example" not in page  # no {scripts}: DVC's CDN tags go nowhere
     assert "{plot_divs}" not in page and "{refresh_tag}" not in page
 
@@ -45,11 +52,16 @@ def test_page_check_counts_images_once_and_charts_drawn():
               <div id = "b_tsv"><script>vegaEmbed("#b_tsv", spec);</script></div>"""
     assert plots_page.chart_ids(html) == ["a_tsv", "b_tsv"]
     expected = ["plots/comparison.png", "plots/samples/teacher.png"]
-    good = plots_page.Page(images=Counter({"static/workspace_plots_comparison.png": 1, "static/workspace_plots_samples_teacher.png": 1}),
-                           charts={"a_tsv": 5000, "b_tsv": 12})
+    good = plots_page.Page(
+        images=Counter({"static/workspace_plots_comparison.png": 1, "static/workspace_plots_samples_teacher.png": 1}),
+        charts={"a_tsv": 5000, "b_tsv": 12},
+    )
     assert plots_page.check(expected, 2, good) == []
-    bad = plots_page.Page(images=Counter({"static/workspace_plots_comparison.png": 2}), charts={"a_tsv": 0},
-                          images_not_loaded=["static/workspace_plots_comparison.png"])
+    bad = plots_page.Page(
+        images=Counter({"static/workspace_plots_comparison.png": 2}),
+        charts={"a_tsv": 0},
+        images_not_loaded=["static/workspace_plots_comparison.png"],
+    )
     problems = plots_page.check(expected, 2, bad)
     assert "plots/comparison.png: 2 <img> on the page, not 1" in problems
     assert "plots/samples/teacher.png: 0 <img> on the page, not 1" in problems

@@ -19,8 +19,12 @@ from lines_model.config import parse_params
 
 def test_the_merged_cifar10_profile_is_the_original_experiment(tmp_path):
     out = tmp_path / "p.yaml"
-    r = subprocess.run([sys.executable, "-m", "lines_model.profile", "profiles/cifar10.yaml", "-o", str(out)],
-                       cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "lines_model.profile", "profiles/cifar10.yaml", "-o", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     p = parse_params(yaml.safe_load(out.read_text()))
 
@@ -30,7 +34,9 @@ def test_the_merged_cifar10_profile_is_the_original_experiment(tmp_path):
     assert p.subset.count == 50_000
     s = p.student
     assert s.init == "random" and s.block_out_channels == (64, 128, 256) and s.layers_per_block == 1
-    assert set(s.down_block_types) == {"DownBlock2D"} and set(s.up_block_types) == {"UpBlock2D"}  # attention: mid block only
+    assert set(s.down_block_types) == {"DownBlock2D"} and set(s.up_block_types) == {
+        "UpBlock2D"
+    }  # attention: mid block only
     for cfg in (p.train_lines, p.train_baseline):
         assert (cfg.loss, cfg.lr, cfg.batch_size, cfg.epochs) == ("mse", 1e-4, 256, 50)
         assert (cfg.warmup_steps, cfg.weight_decay, cfg.grad_clip, cfg.ema_decay) == (0, 0.01, 1.0, 0.0)

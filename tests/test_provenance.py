@@ -38,8 +38,13 @@ READS = {
 
 
 def _params(tiny_teacher: Path, **sections) -> dict:
-    return yaml.safe_load(micro_params(teacher={"model": str(tiny_teacher)},
-                                       evaluate={"feature_dir": str(ROOT / "teachers" / "shapes-features")}, **sections))
+    return yaml.safe_load(
+        micro_params(
+            teacher={"model": str(tiny_teacher)},
+            evaluate={"feature_dir": str(ROOT / "teachers" / "shapes-features")},
+            **sections,
+        )
+    )
 
 
 def _with(data: dict, key: str, value) -> dict:
@@ -62,9 +67,15 @@ def _write_outputs(d: Path, data: dict) -> None:
     put(d / "data" / "subset.json", provenance.made_from("subset_50k", p, [d / "data" / "pairs"]))
     inputs = {"lines": ["pairs", "heldout", "subset.json"], "baseline": ["pairs", "heldout"]}
     for kind, names in inputs.items():
-        put(d / "models" / kind / "lines_model.json", provenance.made_from(f"train_{kind}", p, [d / "data" / n for n in names]))
+        put(
+            d / "models" / kind / "lines_model.json",
+            provenance.made_from(f"train_{kind}", p, [d / "data" / n for n in names]),
+        )
     for n in p.pd.round_steps():
-        put(d / "models" / "pd" / f"{n}step" / "lines_model.json", provenance.made_from("distill_progressive", p, [d / "data" / "pairs"]))
+        put(
+            d / "models" / "pd" / f"{n}step" / "lines_model.json",
+            provenance.made_from("distill_progressive", p, [d / "data" / "pairs"]),
+        )
 
 
 def test_a_stage_refuses_a_stale_subset_in_one_line_and_writes_nothing(tmp_path, tiny_teacher):
@@ -72,24 +83,35 @@ def test_a_stage_refuses_a_stale_subset_in_one_line_and_writes_nothing(tmp_path,
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
     _write_outputs(tmp_path, data)
     _write_outputs(tmp_path / "stale", _with(data, "subset.count", 150))
-    (tmp_path / "stale" / "data" / "subset.json").replace(tmp_path / "data" / "subset.json")  # what the run-cache restored
-    r = subprocess.run([sys.executable, str(ROOT / "stages" / "train_lines.py")], cwd=tmp_path, capture_output=True, text=True)
+    (tmp_path / "stale" / "data" / "subset.json").replace(
+        tmp_path / "data" / "subset.json"
+    )  # what the run-cache restored
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "stages" / "train_lines.py")], cwd=tmp_path, capture_output=True, text=True
+    )
     assert r.returncode == 2
-    assert r.stderr == ("error: subset.count: data/subset.json was made with 150, the params have 100 (a stale output); "
-                        "remake it: dvc repro --force --single-item subset_50k\n")
+    assert r.stderr == (
+        "error: subset.count: data/subset.json was made with 150, the params have 100 (a stale output); "
+        "remake it: dvc repro --force --single-item subset_50k\n"
+    )
     assert not (tmp_path / "training").exists() and not (tmp_path / "scratch").exists()
 
 
-@pytest.mark.parametrize("stage, stale, key, value, maker", [
-    ("subset", "data/pairs", "pairs.seed", 3, "teacher_pairs"),
-    ("train_baseline", "data/heldout", "pairs.heldout", 150, "teacher_pairs"),
-    ("distill_progressive", "data/pairs", "pairs.steps", 8, "teacher_pairs"),
-    ("evaluate", "models/lines", "train_lines.lr", 0.01, "train_lines"),
-    ("evaluate", "models/baseline", "student.t_scale", 10.0, "train_baseline"),
-    ("evaluate", "models/pd", "pd.iters_per_round", 5, "distill_progressive"),
-    ("evaluate", "models/lines", "subset.count", 150, "subset_50k"),  # a student trained on a stale subset
-])
-def test_every_reader_refuses_an_output_made_with_other_params(tmp_path, tiny_teacher, monkeypatch, stage, stale, key, value, maker):
+@pytest.mark.parametrize(
+    "stage, stale, key, value, maker",
+    [
+        ("subset", "data/pairs", "pairs.seed", 3, "teacher_pairs"),
+        ("train_baseline", "data/heldout", "pairs.heldout", 150, "teacher_pairs"),
+        ("distill_progressive", "data/pairs", "pairs.steps", 8, "teacher_pairs"),
+        ("evaluate", "models/lines", "train_lines.lr", 0.01, "train_lines"),
+        ("evaluate", "models/baseline", "student.t_scale", 10.0, "train_baseline"),
+        ("evaluate", "models/pd", "pd.iters_per_round", 5, "distill_progressive"),
+        ("evaluate", "models/lines", "subset.count", 150, "subset_50k"),  # a student trained on a stale subset
+    ],
+)
+def test_every_reader_refuses_an_output_made_with_other_params(
+    tmp_path, tiny_teacher, monkeypatch, stage, stale, key, value, maker
+):
     data = _params(tiny_teacher)
     _write_outputs(tmp_path, data)
     _write_outputs(tmp_path / "stale", _with(data, key, value))
@@ -98,21 +120,32 @@ def test_every_reader_refuses_an_output_made_with_other_params(tmp_path, tiny_te
         f.replace(tmp_path / f.relative_to(src))  # what the run-cache restored
     monkeypatch.chdir(tmp_path)
     main = importlib.import_module(f"stages.{stage}").main
-    with pytest.raises(ConfigError, match=rf"^{key}: {stale}/.*was made with {value!r}, the params have .* "
-                                          rf"remake it: dvc repro --force --single-item {maker}$"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"^{key}: {stale}/.*was made with {value!r}, the params have .* "
+        rf"remake it: dvc repro --force --single-item {maker}$",
+    ):
         main(parse_params(data))
 
 
 def test_outputs_made_with_the_params_pass_and_a_setting_no_stage_reruns_for_changes_no_record(tmp_path, tiny_teacher):
     data = _params(tiny_teacher)
     _write_outputs(tmp_path, data)
-    inputs = [tmp_path / p for p in ("data/pairs", "data/heldout", "data/subset.json", "models/lines", "models/baseline", "models/pd")]
+    inputs = [
+        tmp_path / p
+        for p in ("data/pairs", "data/heldout", "data/subset.json", "models/lines", "models/baseline", "models/pd")
+    ]
     made = provenance.check_inputs(parse_params(data), inputs)
     assert list(made) == ["teacher_pairs", "subset_50k", "train_lines", "train_baseline", "distill_progressive"]
     # What changes how an output is made but not what it holds is in no record: log and checkpoint
     # intervals (no stage reruns for them), the teacher's batch size (the pairs are remade the same),
     # an evaluation setting; nor is pairs.order under DDIM, which ignores it.
-    for key, value in (("train_lines.log_every", 1000), ("pd.checkpoint_every", 7), ("pairs.batch_size", 25), ("evaluate.count", 50)):
+    for key, value in (
+        ("train_lines.log_every", 1000),
+        ("pd.checkpoint_every", 7),
+        ("pairs.batch_size", 25),
+        ("evaluate.count", 50),
+    ):
         provenance.check_inputs(parse_params(_with(data, key, value)), inputs)
     # A new held-out count leaves the training pairs' record alone (and every stage that reads only them).
     provenance.check_inputs(parse_params(_with(data, "pairs.heldout", 130)), [tmp_path / "data" / "pairs"])
@@ -151,7 +184,11 @@ def _checked_paths(script: Path) -> list[str]:
 
     source = script.read_text()
     tree = ast.parse(source)
-    lists = {n.targets[0].id: n.value for n in ast.walk(tree) if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)}
+    lists = {
+        n.targets[0].id: n.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)
+    }
     env = {"layout": Layout(), "registry": registry}
     out = []
     for node in ast.walk(tree):
@@ -176,7 +213,9 @@ def test_a_stage_checks_what_it_reads_and_only_its_deps(stage):
 def test_params_values_are_the_leaves_of_the_params():
     p = parse_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
     values = provenance.params_values(p)
-    assert values["subset.count"] == p.subset.count and values["student.block_out_channels"] == list(p.student.block_out_channels)
+    assert values["subset.count"] == p.subset.count and values["student.block_out_channels"] == list(
+        p.student.block_out_channels
+    )
     assert provenance.record(p, ["subset"]) == {"subset.count": p.subset.count, "subset.seed": p.subset.seed}
     ddim = dataclasses.replace(p, pairs=dataclasses.replace(p.pairs, sampler="ddim"))
     assert provenance.params_values(ddim)["pairs.order"] is None

@@ -41,7 +41,13 @@ def killed(tmp_path_factory) -> Path:
         r = _run(d, stage)
         assert r.returncode == 0, r.stderr[-2000:]
     states = lambda: list((d / "scratch").glob("lines-*/state.json"))  # noqa: E731
-    p = subprocess.Popen([sys.executable, "-m", "stages.train_lines"], cwd=d, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "stages.train_lines"],
+        cwd=d,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     t0 = time.time()
     while not states() and p.poll() is None and time.time() - t0 < 120:
         time.sleep(0.05)

@@ -60,11 +60,33 @@ def test_pd_student_samples_in_its_own_steps(folders, tmp_path):
 
 
 def test_errors_are_one_line_naming_the_problem(folders, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "lines_model.sample", str(folders / "baseline"), "--steps", "2", "-o", str(tmp_path / "x.png")],
-                       cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lines_model.sample",
+            str(folders / "baseline"),
+            "--steps",
+            "2",
+            "-o",
+            str(tmp_path / "x.png"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2
-    assert r.stderr.strip() == f"error: --steps: {folders / 'baseline'} is a baseline student, trained at t = 0 only: it samples in 1 step, not 2"
-    r = subprocess.run([sys.executable, "-m", "lines_model.sample", str(tmp_path), "-o", str(tmp_path / "x.png")], cwd=ROOT, capture_output=True, text=True)
+    assert (
+        r.stderr.strip()
+        == (f"error: --steps: {folders / 'baseline'} is a baseline student, trained at t = 0 only: it samples "
+            f"in 1 step, not 2")
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "lines_model.sample", str(tmp_path), "-o", str(tmp_path / "x.png")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "lines_model.json: missing; not a student folder" in r.stderr
     assert not (tmp_path / "x.png").exists()
 
@@ -85,7 +107,21 @@ def test_single_images_are_the_models_pixels_whatever_the_batch_size(folders, tm
 
 
 def test_the_teacher_is_a_source_too(tiny_teacher, tmp_path):
-    main([str(tiny_teacher), "--sampler", "ddim", "--steps", "3", "-n", "4", "-o", str(tmp_path / "t.png"), "--nrow", "4"])
+    main(
+        [
+            str(tiny_teacher),
+            "--sampler",
+            "ddim",
+            "--steps",
+            "3",
+            "-n",
+            "4",
+            "-o",
+            str(tmp_path / "t.png"),
+            "--nrow",
+            "4",
+        ]
+    )
     assert _png(tmp_path / "t.png").shape == ((17 + 1) * 4, (4 * 17 + 1) * 4, 3)
 
 
@@ -94,8 +130,14 @@ WRONG = [
     (["--nrow", "0"], "error: --nrow: must be at least 1, got 0"),
     (["--batch-size", "0"], "error: --batch-size: must be at least 1, got 0"),
     (["--steps", "0"], "error: --steps: must be at least 1, got 0"),
-    (["-o", "{tmp}/x.jpg"], "error: --out: {tmp}/x.jpg must end in .png (a PNG grid); use --single for one image per file"),
-    (["-o", "{tmp}/file.png", "--single"], "error: --out: {tmp}/file.png is a file; with --single it is the folder that receives one PNG per image"),
+    (
+        ["-o", "{tmp}/x.jpg"],
+        "error: --out: {tmp}/x.jpg must end in .png (a PNG grid); use --single for one image per file",
+    ),
+    (
+        ["-o", "{tmp}/file.png", "--single"],
+        "error: --out: {tmp}/file.png is a file; with --single it is the folder that receives one PNG per image",
+    ),
     (["--device", "cuda:0"], "error: --device: cuda:0 asked for, but this machine has no CUDA GPU"),
     (["--device", "banana"], "error: --device: "),
     (["--stesp", "2"], "error: unrecognized arguments: --stesp 2"),
@@ -129,21 +171,45 @@ def test_the_teacher_samples_as_the_pipelines_pairs(tiny_teacher, tmp_path, monk
     p = parse_params(yaml.safe_load(micro_params())).pairs
     assert p.sampler == "dpmsolver++" and p.lambda_min is not None  # the settings a plain default would miss
     teacher = load_teacher(str(tiny_teacher))
-    generation.generate(teacher, tmp_path / "heldout", count=4, stream=noise_mod.HELDOUT, sampler=p.sampler,
-                        steps=p.steps, order=p.order, lambda_min=p.lambda_min, seed=p.seed, batch_size=4, shard_size=4)
+    generation.generate(
+        teacher,
+        tmp_path / "heldout",
+        count=4,
+        stream=noise_mod.HELDOUT,
+        sampler=p.sampler,
+        steps=p.steps,
+        order=p.order,
+        lambda_min=p.lambda_min,
+        seed=p.seed,
+        batch_size=4,
+        shard_size=4,
+    )
     clean = to_unit(PairStore(tmp_path / "heldout").take(range(4))[1])
     want = (clean.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()  # as the PNGs hold them
     (tmp_path / "params.yaml").write_text(micro_params())
     monkeypatch.chdir(tmp_path)  # the params.yaml the sampler settings are read from
 
     def sample(name, *flags):
-        main([str(tiny_teacher), "--heldout", "heldout", "-n", "4", "--batch-size", "4", "--single", "-o", name,
-              *flags])
+        main(
+            [str(tiny_teacher), "--heldout", "heldout", "-n", "4", "--batch-size", "4", "--single", "-o", name, *flags]
+        )
         return np.stack([_png(tmp_path / name / f"{i:05d}.png") for i in range(4)])
 
     assert np.array_equal(sample("pairs"), want)
     # Each flag still overrides its setting, and a plain grid (the former default) is another sampler.
     assert not np.array_equal(sample("plain", "--lambda-min", "none"), want)
     assert not np.array_equal(sample("order1", "--order", "1"), want)
-    assert np.array_equal(sample("explicit", "--sampler", p.sampler, "--steps", str(p.steps), "--order", str(p.order),
-                                 "--lambda-min", str(p.lambda_min)), want)
+    assert np.array_equal(
+        sample(
+            "explicit",
+            "--sampler",
+            p.sampler,
+            "--steps",
+            str(p.steps),
+            "--order",
+            str(p.order),
+            "--lambda-min",
+            str(p.lambda_min),
+        ),
+        want,
+    )

@@ -44,7 +44,10 @@ CASES = {
     "v-cosine-trailing": (
         dict(
             DDPMScheduler(
-                clip_sample=False, prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2", timestep_spacing="trailing"
+                clip_sample=False,
+                prediction_type="v_prediction",
+                beta_schedule="squaredcos_cap_v2",
+                timestep_spacing="trailing",
             ).config
         ),
         0.1,
@@ -61,7 +64,10 @@ def _error(sampler: str, cfg: dict, mu: float, s: float, steps: int) -> float:
     if sampler == "ddim":
         out, t_first = samplers.ddim(oracle, cfg, NOISE, steps), samplers.ddim_scheduler(cfg, steps).timesteps[0]
     else:
-        out, t_first = samplers.dpmsolver_pp(oracle, cfg, NOISE, steps), samplers.dpmsolver_scheduler(cfg, steps).timesteps[0]
+        out, t_first = (
+            samplers.dpmsolver_pp(oracle, cfg, NOISE, steps),
+            samplers.dpmsolver_scheduler(cfg, steps).timesteps[0],
+        )
     assert out.shape == NOISE.shape and out.dtype == torch.float32
     assert torch.isfinite(out).all()
     return _rms(out, oracle.endpoint(NOISE, int(t_first)))
@@ -161,7 +167,14 @@ def test_lambda_min_helps_on_the_capped_cosine_schedule():
     "cfg",
     [
         dict(DDPMScheduler(clip_sample=True).config),
-        dict(DDPMScheduler(clip_sample=True, prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2", timestep_spacing="trailing").config),
+        dict(
+            DDPMScheduler(
+                clip_sample=True,
+                prediction_type="v_prediction",
+                beta_schedule="squaredcos_cap_v2",
+                timestep_spacing="trailing",
+            ).config
+        ),
     ],
     ids=["eps-linear", "v-cosine"],
 )
@@ -196,14 +209,17 @@ def test_noise_is_indexed_by_seed_stream_and_index():
     for k, i in enumerate([0, 1, 2, 7, 100]):
         assert torch.equal(batch[k], noise.noise_for([i], shape, seed=5)[0])
     # a range split across "processes" equals the whole range
-    assert torch.equal(torch.cat([noise.noise_for(range(0, 3), shape, 5), noise.noise_for(range(3, 8), shape, 5)]),
-                       noise.noise_for(range(8), shape, 5))
+    assert torch.equal(
+        torch.cat([noise.noise_for(range(0, 3), shape, 5), noise.noise_for(range(3, 8), shape, 5)]),
+        noise.noise_for(range(8), shape, 5),
+    )
     assert torch.equal(noise.noise_for([3], shape, seed=5), noise.noise_for([3], shape, seed=5))
     # different items, seeds and streams all differ
     assert not torch.equal(batch[0], batch[1])
     assert not torch.equal(noise.noise_for([0], shape, seed=5), noise.noise_for([0], shape, seed=6))
     assert not torch.equal(
-        noise.noise_for([0], shape, seed=5, stream=noise.TRAIN), noise.noise_for([0], shape, seed=5, stream=noise.HELDOUT)
+        noise.noise_for([0], shape, seed=5, stream=noise.TRAIN),
+        noise.noise_for([0], shape, seed=5, stream=noise.HELDOUT),
     )
     # and it is standard normal
     big = noise.noise_for(range(64), (3, 16, 16), seed=0)
@@ -221,7 +237,9 @@ def test_teacher_sampler_names():
     cfg, mu, s, *_ = CASES["eps-linear"]
     oracle = GaussianOracle(cfg, mu, s)
     exact = oracle.endpoint(NOISE, 999)
-    errors = {name: _rms(samplers.teacher_sampler(name)(oracle, cfg, NOISE, 20), exact) for name in ("ddim", "dpmsolver++")}
+    errors = {
+        name: _rms(samplers.teacher_sampler(name)(oracle, cfg, NOISE, 20), exact) for name in ("ddim", "dpmsolver++")
+    }
     assert errors["dpmsolver++"] < errors["ddim"] / 2.5, errors
     with pytest.raises(ValueError, match=r"pairs\.sampler.*'euler'.*ddim.*dpmsolver\+\+"):
         samplers.teacher_sampler("euler")

@@ -33,12 +33,24 @@ def test_scoring_a_students_own_samples_gives_the_evaluations_numbers(tiny_teach
     # What the evaluation computes for this student on the sample CLI's noise.
     g = registry.load(tmp_path / "lines", steps=2)
     feats = Features(params.evaluate)
-    want = feats.metrics(feats(g.images(noise_mod.noise_for(range(40), g.sample_shape, 5, noise_mod.EVAL), 16)),
-                         feats(_unit(reference)))
+    want = feats.metrics(
+        feats(g.images(noise_mod.noise_for(range(40), g.sample_shape, 5, noise_mod.EVAL), 16)), feats(_unit(reference))
+    )
 
-    sample_main([str(tmp_path / "lines"), "--steps", "2", "-n", "40", "--seed", "5", "-o", str(tmp_path / "s"), "--single"])
-    score_main([str(tmp_path / "s"), "--reference", str(tmp_path / "ref.npy"), "--params", str(tmp_path / "params.yaml"),
-                "-o", str(tmp_path / "scores.json")])
+    sample_main(
+        [str(tmp_path / "lines"), "--steps", "2", "-n", "40", "--seed", "5", "-o", str(tmp_path / "s"), "--single"]
+    )
+    score_main(
+        [
+            str(tmp_path / "s"),
+            "--reference",
+            str(tmp_path / "ref.npy"),
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "-o",
+            str(tmp_path / "scores.json"),
+        ]
+    )
     got = json.loads((tmp_path / "scores.json").read_text())
     assert got == pytest.approx(want, rel=1e-9, abs=1e-12)
     assert set(got) == {"fid", "fid_se", "kid", "kid_se", "precision", "precision_se", "recall", "recall_se"}
@@ -50,11 +62,14 @@ def _unit(uint8: np.ndarray):
     return torch.from_numpy(uint8).float() / 255
 
 
-@pytest.mark.parametrize("images, message", [
-    ("missing", "missing: not a folder of PNGs nor a .npy file"),
-    ("empty", "empty: holds no .png images"),
-    ("bad.npy", "bad.npy: expected uint8 images"),
-])
+@pytest.mark.parametrize(
+    "images, message",
+    [
+        ("missing", "missing: not a folder of PNGs nor a .npy file"),
+        ("empty", "empty: holds no .png images"),
+        ("bad.npy", "bad.npy: expected uint8 images"),
+    ],
+)
 def test_bad_images_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys, images, message):
     monkeypatch.chdir(ROOT)
     (tmp_path / "empty").mkdir()
@@ -92,4 +107,5 @@ def test_few_images_are_scored_with_a_warning_and_too_few_refused_by_count(tmp_p
     assert e.value.code == 2
     assert capsys.readouterr().err == (
         f"error: {tmp_path / f'{need - 1}.npy'}: {need - 1} images, too few to score: the metrics need at least {need} "
-        f"in each set (precision and recall find each image's {k} nearest neighbours within halves of a set)\n")
+        f"in each set (precision and recall find each image's {k} nearest neighbours within halves of a set)\n"
+    )

@@ -6,8 +6,14 @@ import math
 
 import pytest
 
-from lines_model.significance import (assess, evaluation_difference, incomplete_beta, seed_difference, t_two_sided_p,
-                                      welch_satterthwaite)
+from lines_model.significance import (
+    assess,
+    evaluation_difference,
+    incomplete_beta,
+    seed_difference,
+    t_two_sided_p,
+    welch_satterthwaite,
+)
 
 
 @pytest.mark.parametrize("a, b", [(1.0, 1.0), (2.5, 1.0), (1.0, 0.7), (3.0, 1.0), (1.0, 40.0)])

@@ -27,8 +27,13 @@ pytestmark = pytest.mark.smoke_cifar
 def test_cifar10_profile_runs_as_a_pipeline(tmp_path):
     profile = yaml.safe_load((ROOT / "profiles" / "cifar10.yaml").read_text())
     assert profile["evaluate"]["feature_extractor"] == "inception-v3-compat"
-    assert profile["evaluate"]["data_reference"] == "data/cifar10-train.npy" and profile["evaluate"]["data_count"] == 50000
-    params = merge(merge(yaml.safe_load((ROOT / "params.yaml").read_text()), profile), yaml.safe_load((ROOT / "tests" / "cifar10_micro.yaml").read_text()))
+    assert (
+        profile["evaluate"]["data_reference"] == "data/cifar10-train.npy" and profile["evaluate"]["data_count"] == 50000
+    )
+    params = merge(
+        merge(yaml.safe_load((ROOT / "params.yaml").read_text()), profile),
+        yaml.safe_load((ROOT / "tests" / "cifar10_micro.yaml").read_text()),
+    )
 
     r = tmp_path / "cifar"
     build_repo(r, params)
@@ -41,12 +46,31 @@ def test_cifar10_profile_runs_as_a_pipeline(tmp_path):
     log = sh("dvc", "repro")
     print("\n".join(line for line in log.splitlines() if line.startswith(("Running stage", "features:", "evaluate:"))))
     stages = {line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage '")}
-    assert stages == {"teacher_pairs", "subset_50k", "train_lines", "train_baseline", "distill_progressive", "distill_consistency",
-                      "evaluate"}
+    assert stages == {
+        "teacher_pairs",
+        "subset_50k",
+        "train_lines",
+        "train_baseline",
+        "distill_progressive",
+        "distill_consistency",
+        "evaluate",
+    }
     assert f"features: inception-v3-compat ({params['evaluate']['feature_weights']})" in log
     metrics = json.loads((r / "metrics" / "evaluate.json").read_text())
-    assert list(metrics) == ["teacher", "teacher_ddim32", "lines_1step", "lines_2step", "baseline_1step", "pd_4step", "pd_2step", "pd_1step",
-                             "cd_1step", "cd_2step", "cd_lines_1step", "cd_lines_2step"]
+    assert list(metrics) == [
+        "teacher",
+        "teacher_ddim32",
+        "lines_1step",
+        "lines_2step",
+        "baseline_1step",
+        "pd_4step",
+        "pd_2step",
+        "pd_1step",
+        "cd_1step",
+        "cd_2step",
+        "cd_lines_1step",
+        "cd_lines_2step",
+    ]
     for name, m in metrics.items():
         for k in ("fid", "fid_data", "kid_data", "precision_data", "recall_data", "fid_data_se", "mse", "ms_per_image"):
             assert math.isfinite(m[k]), (name, k, m)

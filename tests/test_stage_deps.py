@@ -27,8 +27,12 @@ def _script(stage: dict) -> Path:
 def test_stage_deps_are_the_modules_its_script_imports(name):
     stage = ALL_STAGES[name]
     declared = {d for d in stage["deps"] if isinstance(d, str) and d.startswith("lines_model/")}
-    imported = set(module_deps(_script(stage), stage_sections(stage))) - {"lines_model/__init__.py"}  # empty package marker
-    assert declared == imported, f"dvc.yaml {name}: missing {sorted(imported - declared)}, extra {sorted(declared - imported)}"
+    imported = set(module_deps(_script(stage), stage_sections(stage))) - {
+        "lines_model/__init__.py"
+    }  # empty package marker
+    assert declared == imported, (
+        f"dvc.yaml {name}: missing {sorted(imported - declared)}, extra {sorted(declared - imported)}"
+    )
     assert str(_script(stage).relative_to(ROOT)) in stage["deps"]
     assert "lines_model" not in stage["deps"], "a stage depends on modules, never the whole package"
 
@@ -43,8 +47,19 @@ def test_offline_tools_are_no_stage_dependency():
 
 def test_figure_and_metric_modules_leave_the_pairs_alone():
     pairs_deps = set(STAGES["teacher_pairs"]["deps"])
-    for module in ("plots.py", "report.py", "evaluation.py", "fidelity.py", "extractors.py", "uncertainty.py",
-                   "distance_passes.py", "fid_halves.py", "features.py", "students.py", "training.py"):
+    for module in (
+        "plots.py",
+        "report.py",
+        "evaluation.py",
+        "fidelity.py",
+        "extractors.py",
+        "uncertainty.py",
+        "distance_passes.py",
+        "fid_halves.py",
+        "features.py",
+        "students.py",
+        "training.py",
+    ):
         assert f"lines_model/{module}" not in pairs_deps
 
 
@@ -70,7 +85,9 @@ def test_config_core_counts_without_the_section_modules_it_imports(tmp_path, mon
     pkg = tmp_path / "lines_model"
     (pkg / "config").mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
-    (pkg / "config" / "__init__.py").write_text("from lines_model.config.a import A\nfrom lines_model.config.b import B\nfrom lines_model import typed\n")
+    (pkg / "config" / "__init__.py").write_text(
+        "from lines_model.config.a import A\nfrom lines_model.config.b import B\nfrom lines_model import typed\n"
+    )
     (pkg / "config" / "a.py").write_text("from . import shared\n")
     (pkg / "config" / "b.py").write_text("")
     (pkg / "config" / "shared.py").write_text("")
@@ -101,11 +118,24 @@ def test_the_import_walk_sees_lazy_and_relative_imports(tmp_path, monkeypatch):
     script = tmp_path / "s.py"
     script.write_text("import lines_model.a\n")
     monkeypatch.setattr(sd, "ROOT", tmp_path)
-    assert sd.module_deps(script) == ["lines_model/__init__.py", "lines_model/a.py", "lines_model/b.py", "lines_model/c.py"]
+    assert sd.module_deps(script) == [
+        "lines_model/__init__.py",
+        "lines_model/a.py",
+        "lines_model/b.py",
+        "lines_model/c.py",
+    ]
 
 
-@pytest.mark.parametrize("name, section", [("train_lines", "train_lines"), ("train_baseline", "train_baseline"), ("distill_progressive", "pd"),
-                                           ("compare", "train_lines"), ("compare", "train_baseline")])
+@pytest.mark.parametrize(
+    "name, section",
+    [
+        ("train_lines", "train_lines"),
+        ("train_baseline", "train_baseline"),
+        ("distill_progressive", "pd"),
+        ("compare", "train_lines"),
+        ("compare", "train_baseline"),
+    ],
+)
 def test_a_training_stage_reads_every_key_that_changes_its_result_and_no_log_setting(name, section):
     # A new log interval, checkpoint interval or worker count must not retrain a student (nor
     # the comparison's students of the other seeds).
@@ -117,7 +147,9 @@ def test_a_training_stage_reads_every_key_that_changes_its_result_and_no_log_set
 
     cls = typing.get_type_hints(Params)[section]
     result_keys = {f.name for f in dataclasses.fields(cls)} - set(NON_RESULT_KEYS)
-    declared_keys = {p.split(".", 1)[1] for p in ALL_STAGES[name]["params"] if isinstance(p, str) and p.startswith(f"{section}.")}
+    declared_keys = {
+        p.split(".", 1)[1] for p in ALL_STAGES[name]["params"] if isinstance(p, str) and p.startswith(f"{section}.")
+    }
     assert declared_keys == result_keys
     assert section not in ALL_STAGES[name]["params"], "the whole section would include the log settings"
 
@@ -125,7 +157,14 @@ def test_a_training_stage_reads_every_key_that_changes_its_result_and_no_log_set
 def test_the_comparison_reads_what_determines_its_students_and_their_evaluation():
     compare = ALL_STAGES["compare"]
     assert compare["wdir"] == ".." and "compare" not in STAGES, "a pipeline of its own, run from the root"
-    assert {"data/pairs", "data/heldout", "data/subset.json", "models/lines", "models/baseline", "metrics/differences.json"} <= set(compare["deps"])
+    assert {
+        "data/pairs",
+        "data/heldout",
+        "data/subset.json",
+        "models/lines",
+        "models/baseline",
+        "metrics/differences.json",
+    } <= set(compare["deps"])
     assert {"teacher", "student", "evaluate", "runtime"} <= set(compare["params"])
     assert [next(iter(m)) for m in compare["metrics"]] == ["metrics/compare.json"]
 

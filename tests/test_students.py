@@ -26,12 +26,25 @@ def test_random_init_reproduces_the_earlier_students_golden_values(tmp_path):
     3-4x the spread of fp32 kernels across CPUs (oneDNN picks them by ISA and thread count)."""
     torch.manual_seed(0)
     student = init_student(STUDENT, (3, 8, 8))
-    cfg = BaselineCfg(lr=3e-3, epochs=3, batch_size=16, warmup_steps=2, weight_decay=0.0, grad_clip=1.0, ema_decay=0.9,
-                      loss="mse", seed=0, log_every=10, checkpoint_every=1000, num_workers=0)
+    cfg = BaselineCfg(
+        lr=3e-3,
+        epochs=3,
+        batch_size=16,
+        warmup_steps=2,
+        weight_decay=0.0,
+        grad_clip=1.0,
+        ema_decay=0.9,
+        loss="mse",
+        seed=0,
+        log_every=10,
+        checkpoint_every=1000,
+        num_workers=0,
+    )
     fp32 = dataclasses.replace(RUNTIME, mixed_precision="auto")  # as the earlier default trained on a CPU
     r = train(student, LinesLoss("mse", "uniform"), Pairs(), cfg, fp32, epochs=3, checkpoint_dir=tmp_path, identity={})
     noise = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
-    # Max relative deviations over ONEDNN_MAX_CPU_ISA unset/AVX512_CORE/AVX2/SSE41 x 1, 2 threads: 5.8e-8, 1.6e-5, 2.8e-5.
+    # Max relative deviations over ONEDNN_MAX_CPU_ISA unset/AVX512_CORE/AVX2/SSE41 x 1, 2 threads:
+    # 5.8e-8, 1.6e-5, 2.8e-5.
     assert r.final_loss == pytest.approx(0.17115159456928572, rel=2e-7)
     assert lines_sample(r.ema_model, noise, 1).double().sum().item() == pytest.approx(-6.763115540146828, rel=6e-5)
     assert lines_sample(r.ema_model, noise, 2).double().sum().item() == pytest.approx(-4.564681665040553, rel=1e-4)
@@ -53,7 +66,9 @@ def test_teacher_init_is_exactly_the_teachers_denoiser_on_the_line(prediction):
     """With the exact denoiser of Gaussian data as 'teacher network', S(X_t, t) at initialisation must be
     the exact posterior mean of C given X_t: the reparametrisation maps every point of the line to the
     teacher input with the same log-SNR and reads its output back correctly."""
-    student = LinesStudent(_oracle_teacher(prediction).unet, "teacher", scheduler_config=_oracle_teacher(prediction).scheduler_config)
+    student = LinesStudent(
+        _oracle_teacher(prediction).unet, "teacher", scheduler_config=_oracle_teacher(prediction).scheduler_config
+    )
     g = torch.Generator().manual_seed(0)
     n = 512
     t = torch.rand(n, generator=g) * 0.9 + 0.05  # inside the teacher's log-SNR range
@@ -104,8 +119,13 @@ def test_student_folder_round_trip_for_both_parametrisations(tmp_path, tiny_teac
     params = shipped_params()
     x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     t = torch.tensor([0.0, 0.3, 1.0])
-    tiny = dataclasses.replace(params.student, block_out_channels=(16, 32), down_block_types=("DownBlock2D", "DownBlock2D"),
-                               up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=8)
+    tiny = dataclasses.replace(
+        params.student,
+        block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=8,
+    )
     for init in ("teacher", "random"):
         torch.manual_seed(0)
         s = init_student(dataclasses.replace(tiny, init=init), (3, 16, 16), teacher).eval()

@@ -175,7 +175,9 @@ def test_pipeline_layout_loads(tmp_path):
     folder = tmp_path / "pipe"
     unet = _small_unet()
     unet.save_pretrained(folder / "unet")
-    DDPMScheduler(prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2").save_pretrained(folder / "scheduler")
+    DDPMScheduler(prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2").save_pretrained(
+        folder / "scheduler"
+    )
     (folder / "model_index.json").write_text(json.dumps({"_class_name": "DDPMPipeline"}))
     t = load_teacher(str(folder))
     assert t.sample_shape == (3, 8, 8)
@@ -340,8 +342,7 @@ def test_hub_download_never_asks_for_python_files(monkeypatch, tmp_path):
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
     assert teachers._hub_download(HUB_ID, "main") == tmp_path
-    (repo_id, revision, patterns, kw), = calls
+    ((repo_id, revision, patterns, kw),) = calls
     assert (repo_id, revision, kw.get("local_files_only")) == (HUB_ID, "main", True)
     assert not any(p.endswith(".py") or p == "*" for p in patterns)
     assert {"*.json", "*.safetensors"} <= set(patterns)
-

@@ -22,8 +22,12 @@ from oracle import GaussianOracle
 
 PARAMS = shipped_params()
 STUDENT = dataclasses.replace(
-    PARAMS.student, init="random", block_out_channels=(8, 16), down_block_types=("DownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=8,
+    PARAMS.student,
+    init="random",
+    block_out_channels=(8, 16),
+    down_block_types=("DownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "UpBlock2D"),
+    norm_num_groups=8,
 )
 RUNTIME = dataclasses.replace(PARAMS.runtime, threads=0)
 
@@ -49,8 +53,20 @@ def _student(seed=0):
 
 
 def _cfg(**kw) -> BaselineCfg:
-    base = dict(lr=3e-3, epochs=3, batch_size=16, warmup_steps=2, weight_decay=0.0, grad_clip=1.0, ema_decay=0.9, loss="mse",
-                seed=0, log_every=10, checkpoint_every=1000, num_workers=0)
+    base = dict(
+        lr=3e-3,
+        epochs=3,
+        batch_size=16,
+        warmup_steps=2,
+        weight_decay=0.0,
+        grad_clip=1.0,
+        ema_decay=0.9,
+        loss="mse",
+        seed=0,
+        log_every=10,
+        checkpoint_every=1000,
+        num_workers=0,
+    )
     return BaselineCfg(**{**base, **kw})
 
 
@@ -284,7 +300,9 @@ def test_pd_targets_stay_fp32_under_bf16_autocast(tiny_teacher, monkeypatch):
 
 
 def test_pd_sampler_converges_to_the_oracle_endpoint():
-    cfg = dict(DDPMScheduler(prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2", clip_sample=False).config)
+    cfg = dict(
+        DDPMScheduler(prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2", clip_sample=False).config
+    )
     oracle = GaussianOracle(cfg, 0.1, 0.3)
     noise = torch.randn(64, 3, 4, 4, generator=torch.Generator().manual_seed(0))
     exact = oracle.endpoint(noise, 999)
@@ -307,14 +325,27 @@ def test_ddp_two_processes_train_in_step(tmp_path):
         "from lines_model import runtime\n"
         "from lines_model.losses import LinesLoss\n"
         "st = runtime.state()\n"
-        "r = _train(_student(), LinesLoss('mse', 'uniform'), Pairs(), _cfg(epochs=2), sys.argv[1] + f'/ck{st.process_index}')\n"
+        "r = _train(_student(), LinesLoss('mse', 'uniform'), Pairs(), _cfg(epochs=2), sys.argv[1] + "
+        "f'/ck{st.process_index}')\n"
         "torch.save({k: v for k, v in r.ema_model.state_dict().items()}, sys.argv[1] + f'/w{st.process_index}.pt')\n"
         "print('steps', r.steps)\n" % str(Path(__file__).parent)
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29544", str(script), str(tmp_path)],
-        env=env, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29544",
+            str(script),
+            str(tmp_path),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     # 64 pairs, batch 16 per process, 2 processes: 2 steps per epoch.

@@ -26,10 +26,15 @@ def _gaussian_sets(n: int, m: int, d: int, draws: int, shift: float, seed: int =
 
 def _halves(n: int, m: int, n_replicates: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """The generated and reference halves `uncertainty.replicates` draws with `seed`."""
-    return tuple(uncertainty.complementary_halves(size, n_replicates // 2, np.random.default_rng([seed, s])) for s, size in enumerate((n, m)))
+    return tuple(
+        uncertainty.complementary_halves(size, n_replicates // 2, np.random.default_rng([seed, s]))
+        for s, size in enumerate((n, m))
+    )
 
 
-def _full_matrix_replicates(g: torch.Tensor, r: torch.Tensor, k: int, H: torch.Tensor, K: torch.Tensor) -> dict[str, np.ndarray]:
+def _full_matrix_replicates(
+    g: torch.Tensor, r: torch.Tensor, k: int, H: torch.Tensor, K: torch.Tensor
+) -> dict[str, np.ndarray]:
     """The replicates computed the direct way: each pair of halves' metrics from whole distance
     matrices, every half's radii from its own distance submatrix, KID from float64 kernels by
     torch-fidelity's unbiased MMD^2 formula, FID by torch-fidelity."""
@@ -44,10 +49,16 @@ def _full_matrix_replicates(g: torch.Tensor, r: torch.Tensor, k: int, H: torch.T
         out["recall"].append((d <= g_rad[:, None]).any(dim=0).double().mean().item())
         x, y = gh.double().numpy(), rh.double().numpy()
         k_xx, k_yy = kernel_poly(x, x), kernel_poly(y, y)
-        out["kid"].append((k_xx.sum() - np.trace(k_xx)) / (len(x) * (len(x) - 1)) + (k_yy.sum() - np.trace(k_yy)) / (len(y) * (len(y) - 1))
-                          - 2 * kernel_poly(x, y).mean())
-        out["fid"].append(fid_statistics_to_metric(fid_features_to_statistics(gh.double()), fid_features_to_statistics(rh.double()),
-                                                   False)["frechet_inception_distance"])
+        out["kid"].append(
+            (k_xx.sum() - np.trace(k_xx)) / (len(x) * (len(x) - 1))
+            + (k_yy.sum() - np.trace(k_yy)) / (len(y) * (len(y) - 1))
+            - 2 * kernel_poly(x, y).mean()
+        )
+        out["fid"].append(
+            fid_statistics_to_metric(
+                fid_features_to_statistics(gh.double()), fid_features_to_statistics(rh.double()), False
+            )["frechet_inception_distance"]
+        )
     return {key: np.array(v) for key, v in out.items()}
 
 
@@ -108,7 +119,9 @@ def test_replicate_formulas_equal_torch_fidelity_on_the_full_set(n):
     assert fid_points[0] == pytest.approx(m["fid"], rel=1e-6)  # rank-deficient at 30: the symmetric root
     groups = [np.array_split(np.random.default_rng(s).permutation(n), 6) for s in (0, 1)]
     all_groups = torch.ones(1, 6, dtype=torch.bool)
-    fid_groups = fid_halves._fids(fid_halves._Set(g, "cpu", groups[0]), all_groups, fid_halves._Set(r, "cpu", groups[1]), all_groups, 4)
+    fid_groups = fid_halves._fids(
+        fid_halves._Set(g, "cpu", groups[0]), all_groups, fid_halves._Set(r, "cpu", groups[1]), all_groups, 4
+    )
     assert fid_groups[0] == pytest.approx(m["fid"], rel=1e-6)
     H = torch.ones(1, n, dtype=torch.bool)
     gg, rr = distance_passes.within(g, H, 3), distance_passes.within(r, H, 3)
@@ -130,16 +143,26 @@ def test_fid_halves_of_groups_agree_with_halves_of_points():
     n = len(gen)
     rng = np.random.default_rng(0)
     every_ref = torch.ones(1000, len(ref), dtype=torch.bool)  # the reference whole: the generated side's spread
-    by_points = fid_halves._fids(fid_halves._Set(gen, "cpu"), _halves(n, 2, 1000)[0], fid_halves._Set(ref, "cpu"), every_ref, 64)
+    by_points = fid_halves._fids(
+        fid_halves._Set(gen, "cpu"), _halves(n, 2, 1000)[0], fid_halves._Set(ref, "cpu"), every_ref, 64
+    )
     se_points = np.sqrt(by_points.var(ddof=1))
     se_groups = []
     for _ in range(16):
         groups = np.array_split(rng.permutation(n), 128)
         chosen = torch.from_numpy(rng.random((400, 128)).argsort(axis=1)[:, :64])
         mask = torch.zeros(400, 128, dtype=torch.bool).scatter_(1, chosen, True)
-        se_groups.append(np.sqrt(fid_halves._fids(fid_halves._Set(gen, "cpu", groups), mask, fid_halves._Set(ref, "cpu"),
-                                                  every_ref[:400], 64).var(ddof=1)))
-    assert np.mean(se_groups) == pytest.approx(se_points, rel=0.10), (np.mean(se_groups) / se_points, np.std(se_groups) / se_points)
+        se_groups.append(
+            np.sqrt(
+                fid_halves._fids(
+                    fid_halves._Set(gen, "cpu", groups), mask, fid_halves._Set(ref, "cpu"), every_ref[:400], 64
+                ).var(ddof=1)
+            )
+        )
+    assert np.mean(se_groups) == pytest.approx(se_points, rel=0.10), (
+        np.mean(se_groups) / se_points,
+        np.std(se_groups) / se_points,
+    )
 
 
 def test_groups_only_where_the_halves_grams_would_cost():

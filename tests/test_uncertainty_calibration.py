@@ -44,7 +44,9 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def calibration(d: int, shift: float, draws: int = DRAWS, n: int = N, n_replicates: int = REPLICATES) -> dict[str, float]:
+def calibration(
+    d: int, shift: float, draws: int = DRAWS, n: int = N, n_replicates: int = REPLICATES
+) -> dict[str, float]:
     """Per metric of A, and of A - B ("d" + metric): RMS estimated error / observed spread."""
     gen = torch.Generator().manual_seed(d)
     values, errors = [], []
@@ -56,7 +58,9 @@ def calibration(d: int, shift: float, draws: int = DRAWS, n: int = N, n_replicat
         diff = uncertainty.difference(m, reps, "a", "b")
         values.append({k: m["a"][k] for k in KEYS} | {"d" + k: diff[k] for k in KEYS})
         errors.append({k: m["a"][k + "_se"] for k in KEYS} | {"d" + k: diff[k + "_se"] for k in KEYS})
-    return {k: np.sqrt(np.mean([e[k] ** 2 for e in errors])) / np.std([v[k] for v in values], ddof=1) for k in values[0]}
+    return {
+        k: np.sqrt(np.mean([e[k] ** 2 for e in errors])) / np.std([v[k] for v in values], ddof=1) for k in values[0]
+    }
 
 
 @pytest.mark.parametrize("d, shift", [(5, 0.0), (5, 0.5), (40, 0.0), (40, 0.5)])  # d/n 0.05 and 0.4
@@ -70,7 +74,10 @@ def test_difference_errors_keep_the_shared_noise(one_thread):
     """B is a deterministic function of A's noise: the paired error of A - B is well below the
     sum in quadrature of their own errors, which would overstate it."""
     g = torch.Generator().manual_seed(0)
-    ref, z = torch.randn(200, 8, generator=g, dtype=torch.float64), torch.randn(200, 8, generator=g, dtype=torch.float64)
+    ref, z = (
+        torch.randn(200, 8, generator=g, dtype=torch.float64),
+        torch.randn(200, 8, generator=g, dtype=torch.float64),
+    )
     m, reps = uncertainty.shared_metrics_with_errors({"a": z + 0.5, "b": 1.2 * z + 0.6}, ref, n_replicates=60, **KW)
     diff = uncertainty.difference(m, reps, "a", "b")
     for k in ("fid", "kid"):

@@ -55,7 +55,8 @@ window.addEventListener("load", () => setTimeout(() => {
     }
     div.setAttribute("data-probe-painted", String(painted));
   }
-  for (const img of document.images) img.setAttribute("data-probe-loaded", img.complete && img.naturalWidth > 0 ? "1" : "0");
+  for (const img of document.images) img.setAttribute("data-probe-loaded", img.complete && img.naturalWidth > "
+                                                      "0 ? "1" : "0");
   const root = document.documentElement;
   root.setAttribute("data-probe-height", String(root.scrollHeight));
   root.setAttribute("data-probe-width", String(root.scrollWidth));
@@ -100,9 +101,18 @@ def chromium_command(user_data_dir: Path) -> list[str]:
     """Headless Chromium with no network: every host name resolves to nothing, so no CDN answers."""
     exe = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     return [
-        exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--hide-scrollbars", "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={user_data_dir}",
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        f"--user-data-dir={user_data_dir}",
         f"--virtual-time-budget={VIRTUAL_TIME_MS}",
     ]
 
@@ -112,8 +122,9 @@ def dvc_plots(out: Path, html_template: str | None) -> tuple[list[str], int]:
     and the number of vega charts it lists."""
     template = ["--html-template", html_template] if html_template else []
     subprocess.run(["dvc", "plots", "show", "-o", str(out), *template], check=True, stdout=subprocess.DEVNULL)
-    listing = subprocess.run(["dvc", "plots", "show", "--json", "-o", str(out / "json")], check=True,
-                             capture_output=True, text=True)
+    listing = subprocess.run(
+        ["dvc", "plots", "show", "--json", "-o", str(out / "json")], check=True, capture_output=True, text=True
+    )
     data = json.loads(listing.stdout)["data"]
     images = sorted(name for name, entries in data.items() if any(e.get("type") == "image" for e in entries))
     return images, sum(any(e.get("type") == "vega" for e in entries) for entries in data.values())
@@ -142,7 +153,11 @@ def screenshot(page: Path, out: Path, width: int, height: int, tmp: Path, colors
     """The whole page as a PNG `width` x `height`; with `colors` > 0, as a palette of that many
     colours (a tenth of the size in git, the figures still legible)."""
     shot = tmp / "screenshot.png"
-    cmd = chromium_command(tmp / "profile-shot") + [f"--window-size={width},{height}", f"--screenshot={shot}", page.as_uri()]
+    cmd = chromium_command(tmp / "profile-shot") + [
+        f"--window-size={width},{height}",
+        f"--screenshot={shot}",
+        page.as_uri(),
+    ]
     subprocess.run(cmd, check=True, capture_output=True, timeout=300)
     from PIL import Image
 
@@ -163,7 +178,9 @@ def check(expected_images: list[str], expected_charts: int, page: Page) -> list[
             problems.append(f"{name}: {n} <img> on the page, not 1")
     problems += [f"{src}: not loaded" for src in page.images_not_loaded]
     if len(page.images) != len(expected_images):
-        problems.append(f"{len(page.images)} image sources on the page, {len(expected_images)} image plots in DVC's list")
+        problems.append(
+            f"{len(page.images)} image sources on the page, {len(expected_images)} image plots in DVC's list"
+        )
     if len(page.charts) != expected_charts:
         problems.append(f"{len(page.charts)} vega charts on the page, {expected_charts} in DVC's list")
     problems += [f"vega chart {cid}: nothing drawn" for cid, painted in page.charts.items() if painted == 0]
@@ -183,10 +200,16 @@ def main(argv: list[str] | None = None) -> int:
         page = read_page(index, tmp)
         problems = check(expected, expected_charts, page)
         drawn = sum(painted > 0 for painted in page.charts.values())
-        print(f"images: {sum(page.images.values())} <img> for {len(page.images)} sources "
-              f"({len(expected)} image plots listed by DVC, {sum(n == 1 for n in page.images.values())} shown exactly once)")
+        print(
+            f"images: {sum(page.images.values())} <img> for {len(page.images)} sources "
+            f"({len(expected)} image plots listed by DVC, {sum(n == 1 for n in page.images.values())} shown "
+            f"exactly once)"
+        )
         print(f"vega charts: {drawn} of {len(page.charts)} drawn offline ({expected_charts} listed by DVC)")
-        print(f"external scripts: {len(page.external_scripts)}" + (f" ({', '.join(page.external_scripts)})" if page.external_scripts else ""))
+        print(
+            f"external scripts: {len(page.external_scripts)}"
+            + (f" ({', '.join(page.external_scripts)})" if page.external_scripts else "")
+        )
         if args.screenshot:
             args.screenshot.parent.mkdir(parents=True, exist_ok=True)
             screenshot(index, args.screenshot, max(WIDTH, page.width), max(page.height, 600), tmp, args.colors)

@@ -63,7 +63,11 @@ def build(node_modules: Path) -> str:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing; run `npm ci` in plots_page/ (or `make plots-page`)")
         version = re.search(r'"version":\s*"([^"]+)"', (node_modules / rel.split("/")[0] / "package.json").read_text())
-        scripts.append(inline_script(f"{rel.split('/')[0]} {version.group(1) if version else '?'}", path.read_text(encoding="utf8")))
+        scripts.append(
+            inline_script(
+                f"{rel.split('/')[0]} {version.group(1) if version else '?'}", path.read_text(encoding="utf8")
+            )
+        )
     return PAGE.format(scripts="\n".join(scripts))
 
 

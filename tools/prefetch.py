@@ -110,21 +110,48 @@ def download_teacher(folder: str | Path, repo_id: str = TEACHER_ID, revision: st
         snapshot_download(repo_id, revision=revision, allow_patterns=["*.json", "*.safetensors"], local_dir=tmp)
         shutil.rmtree(tmp / ".cache", ignore_errors=True)  # the hub client's bookkeeping, not the model
         if not any(tmp.rglob("*.safetensors")):
-            raise RuntimeError(f"{repo_id} (revision {revision or 'main'}) has no .safetensors weights; "
-                               "pickled weights are not fetched")
+            raise RuntimeError(
+                f"{repo_id} (revision {revision or 'main'}) has no .safetensors weights; "
+                "pickled weights are not fetched"
+            )
     return folder
 
 
 def main(argv=None) -> None:
     p = ArgumentParser(prog="python -m tools.prefetch", description=__doc__.splitlines()[0])
-    p.add_argument("--inception-weights", nargs="?", type=Path, const=INCEPTION_WEIGHTS, default=None,
-                   metavar="PATH", help=f"torch-fidelity's Inception-v3 weights (default {INCEPTION_WEIGHTS})")
-    p.add_argument("--cifar10-train", nargs="?", type=Path, const=CIFAR10_TRAIN, default=None, metavar="PATH",
-                   help=f"CIFAR-10 train as a uint8 .npy (default {CIFAR10_TRAIN})")
-    p.add_argument("--datasets-root", type=Path, default=None,
-                   help="where torchvision keeps the CIFAR-10 download (default: torch-fidelity's)")
-    p.add_argument("--teacher", nargs="?", type=Path, const=TEACHER_DIR, default=None, metavar="DIR",
-                   help=f"{TEACHER_ID} (default {TEACHER_DIR})")
+    p.add_argument(
+        "--inception-weights",
+        nargs="?",
+        type=Path,
+        const=INCEPTION_WEIGHTS,
+        default=None,
+        metavar="PATH",
+        help=f"torch-fidelity's Inception-v3 weights (default {INCEPTION_WEIGHTS})",
+    )
+    p.add_argument(
+        "--cifar10-train",
+        nargs="?",
+        type=Path,
+        const=CIFAR10_TRAIN,
+        default=None,
+        metavar="PATH",
+        help=f"CIFAR-10 train as a uint8 .npy (default {CIFAR10_TRAIN})",
+    )
+    p.add_argument(
+        "--datasets-root",
+        type=Path,
+        default=None,
+        help="where torchvision keeps the CIFAR-10 download (default: torch-fidelity's)",
+    )
+    p.add_argument(
+        "--teacher",
+        nargs="?",
+        type=Path,
+        const=TEACHER_DIR,
+        default=None,
+        metavar="DIR",
+        help=f"{TEACHER_ID} (default {TEACHER_DIR})",
+    )
     p.add_argument("--teacher-revision", default=None, help="hub revision of the teacher (default main)")
     p.add_argument("--force", action="store_true", help="fetch again what is already there")
     args = p.parse_args(argv)
@@ -144,8 +171,10 @@ def main(argv=None) -> None:
         try:
             print(fetch(out))
         except OSError as e:  # offline, DNS failure, refused connection, HTTP errors of the hub client
-            fail(f"{out}: could not fetch it ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
-                 "run this on a machine with network access and copy the file over")
+            fail(
+                f"{out}: could not fetch it ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
+                "run this on a machine with network access and copy the file over"
+            )
 
 
 if __name__ == "__main__":

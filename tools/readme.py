@@ -41,16 +41,20 @@ def fill(text: str, generated: dict[str, str]) -> str:
     for name, body in generated.items():
         pattern = _pattern(name)
         if not pattern.search(text):
-            raise ValueError(f"README.md has no block '{name}' "
-                             f"(<!-- generated: {name} --> ... <!-- /generated: {name} -->)")
+            raise ValueError(
+                f"README.md has no block '{name}' (<!-- generated: {name} --> ... <!-- /generated: {name} -->)"
+            )
         text = pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(3), text, count=1)
     return text
 
 
 def stale(text: str, generated: dict[str, str]) -> list[str]:
     """The names of the blocks whose text differs from the generated one."""
-    return [name for name, body in generated.items()
-            if (m := _pattern(name).search(text)) is None or m.group(2) != body + "\n"]
+    return [
+        name
+        for name, body in generated.items()
+        if (m := _pattern(name).search(text)) is None or m.group(2) != body + "\n"
+    ]
 
 
 def main(argv=None) -> None:
@@ -60,8 +64,10 @@ def main(argv=None) -> None:
     text, generated = README.read_text(), blocks()
     if args.check:
         if names := stale(text, generated):
-            print(f"README.md: generated blocks differ from metrics/: {', '.join(names)}; run `make readme`",
-                  file=sys.stderr)
+            print(
+                f"README.md: generated blocks differ from metrics/: {', '.join(names)}; run `make readme`",
+                file=sys.stderr,
+            )
             sys.exit(1)
         return
     README.write_text(fill(text, generated))

@@ -72,7 +72,11 @@ def write_dvc_yaml(path: Path) -> None:
 
 def main(argv=None) -> None:
     p = ArgumentParser(prog="python -m tools.stage_deps", description=__doc__.splitlines()[0])
-    p.add_argument("--write", action="store_true", help="rewrite the lines_model/ deps of every stage in the pipeline files (default: print them)")
+    p.add_argument(
+        "--write",
+        action="store_true",
+        help="rewrite the lines_model/ deps of every stage in the pipeline files (default: print them)",
+    )
     args = p.parse_args(argv)
     if args.write:
         for f in PIPELINES:

@@ -27,7 +27,9 @@ from lines_model.profile import merge
 def main(argv=None) -> None:
     p = ArgumentParser(prog="python -m tools.sweep_cd", description=__doc__.splitlines()[0])
     p.add_argument("--root", type=Path, default=Path("."), help="the repository whose data/ and models/lines are used")
-    p.add_argument("-S", dest="sets", action="append", default=[], help="key=value override of params.yaml (YAML value)")
+    p.add_argument(
+        "-S", dest="sets", action="append", default=[], help="key=value override of params.yaml (YAML value)"
+    )
     p.add_argument("--out", type=Path, required=True, help="where the models are written (replaced)")
     args = p.parse_args(argv)
     data = yaml.safe_load(Path("params.yaml").read_text())
@@ -53,8 +55,12 @@ def main(argv=None) -> None:
     settings = " ".join(args.sets)
     for g in cd.generators(params, args.out / "models", device=runtime.state().device):
         m, _ = evaluation.quality(g, noise, teacher01, ref_f, feats, e.batch_size)
-        print(f"{settings} | {g.name} | FID {m['fid']:.2f} ± {m['fid_se']:.2f} | KID {m['kid']:.4f} ± {m['kid_se']:.4f} | "
-              f"precision {m['precision']:.3f} | recall {m['recall']:.3f} | MSE {m['mse']:.4f} | train {train_s:.0f} s", flush=True)
+        print(
+            f"{settings} | {g.name} | FID {m['fid']:.2f} ± {m['fid_se']:.2f} | KID {m['kid']:.4f} ± "
+            f"{m['kid_se']:.4f} | "
+            f"precision {m['precision']:.3f} | recall {m['recall']:.3f} | MSE {m['mse']:.4f} | train {train_s:.0f} s",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,9 @@ def _batched(fn, x: torch.Tensor, bs: int) -> torch.Tensor:
     return torch.cat([fn(x[i : i + bs]) for i in range(0, len(x), bs)])
 
 
-def measure(teacher_dir: str, feature_dir: str, n_fid: int = 2000, n_conf: int = 1000, n_flow: int = 256, bs: int = 250) -> dict:
+def measure(
+    teacher_dir: str, feature_dir: str, n_fid: int = 2000, n_conf: int = 1000, n_flow: int = 256, bs: int = 250
+) -> dict:
     t = load_teacher(teacher_dir)
     shape = t.sample_shape
     t0 = time.time()

@@ -73,8 +73,14 @@ def _quantize(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: features.ShapesFeatureNet, indices: np.ndarray, data_seed: int, noise_std: float = 0.0,
-             seed: int = 1234, batch_size: int = 500) -> dict:
+def evaluate(
+    model: features.ShapesFeatureNet,
+    indices: np.ndarray,
+    data_seed: int,
+    noise_std: float = 0.0,
+    seed: int = 1234,
+    batch_size: int = 500,
+) -> dict:
     """Held-out accuracy per head and geometry mean absolute error (pixels), on uint8-quantized inputs."""
     model.eval()
     g = torch.Generator().manual_seed(seed)
@@ -91,9 +97,7 @@ def evaluate(model: features.ShapesFeatureNet, indices: np.ndarray, data_seed: i
         abs_err += (features.decode_geometry(out["geometry"]) - raw).abs().sum(0).double()
     n = len(indices)
     res = {f"{name}_accuracy": correct[name] / n for name in features.HEADS}
-    res.update(
-        {f"{k}_mae_px": float(v) / n for k, v in zip(("radius", "center_x", "center_y"), abs_err)}
-    )
+    res.update({f"{k}_mae_px": float(v) / n for k, v in zip(("radius", "center_x", "center_y"), abs_err)})
     return res
 
 
@@ -141,7 +145,7 @@ def _readme(cfg: FeatureTrainConfig, command: str, acc: dict, minutes: float) ->
     geo = ", ".join(f"{k} {clean[f'{k}_mae_px']:.3f}" for k in ("radius", "center_x", "center_y"))
     return f"""# shapes-features: the FID feature net of the shapes data set
 
-A small CNN (`lines_model.features.ShapesFeatureNet`, {acc['parameters']:,} parameters) trained on
+A small CNN (`lines_model.features.ShapesFeatureNet`, {acc["parameters"]:,} parameters) trained on
 the factor labels of the procedural shapes data set (`lines_model.shapes`): classification heads
 for shape (4), foreground colour (6) and background colour (3), and a regression head for radius
 and centre. FID, KID and precision/recall of shapes samples are computed on its
@@ -162,12 +166,12 @@ from indices [0, {cfg.train_images:,}) of the shapes data set (data seed {cfg.da
 {cfg.threads} CPU thread(s), {minutes:.1f} min. Inputs get gaussian pixel noise with a per-image std
 drawn uniformly from [0, {2 * cfg.noise_std:g}] (mean {cfg.noise_std:g}), clamped to [0, 1]; no other
 augmentation. The features that torch-fidelity sees are the raw penultimate activations times
-`feature_scale` = {acc['feature_scale']:.6g} (in `config.json`), which gives them unit root-mean-square
+`feature_scale` = {acc["feature_scale"]:.6g} (in `config.json`), which gives them unit root-mean-square
 on {cfg.calibration_images:,} training-range images.
 
 ## Held-out accuracy
 
-{acc['heldout_images']:,} images with indices [{cfg.eval_offset:,}, {cfg.eval_offset + cfg.eval_images:,}),
+{acc["heldout_images"]:,} images with indices [{cfg.eval_offset:,}, {cfg.eval_offset + cfg.eval_images:,}),
 disjoint from the training range, quantized to uint8 as the torch-fidelity extractor sees them:
 
 | head | clean | + gaussian noise std 0.03 |

@@ -54,12 +54,16 @@ class Params:
             )
         for k in e.pd_steps:
             if k not in self.pd.round_steps():
-                raise ConfigError(f"evaluate.pd_steps: {k} is not a step count any round of pd produces ({self.pd.round_steps()})")
+                raise ConfigError(
+                    f"evaluate.pd_steps: {k} is not a step count any round of pd produces ({self.pd.round_steps()})"
+                )
         if e.feature_extractor == "shapes-features" and not e.feature_dir:
             raise ConfigError("evaluate.feature_dir: the shapes-features extractor needs its weights folder")
         if any(not 1 <= k <= 1 + len(self.cd.sampling_sigmas) for k in e.cd_steps):
-            raise ConfigError(f"evaluate.cd_steps: step counts must lie in 1..{1 + len(self.cd.sampling_sigmas)} "
-                              f"(1 + the noise levels of cd.sampling_sigmas), got {list(e.cd_steps)}")
+            raise ConfigError(
+                f"evaluate.cd_steps: step counts must lie in 1..{1 + len(self.cd.sampling_sigmas)} "
+                f"(1 + the noise levels of cd.sampling_sigmas), got {list(e.cd_steps)}"
+            )
         if any(k < 1 for k in e.lines_steps):
             raise ConfigError(f"evaluate.lines_steps: step counts must be >= 1, got {list(e.lines_steps)}")
         if any(not 0.0 <= t <= 1.0 for t in e.trajectory_ts):

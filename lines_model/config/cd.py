@@ -30,5 +30,9 @@ class CDCfg(TrainCfg):
             raise ConfigError(f"{where}.init: give each starting network at most once, and at least one")
         if self.sigma_min is not None and self.sigma_max is not None and not self.sigma_min < self.sigma_max:
             raise ConfigError(f"{where}.sigma_min: {self.sigma_min} must be below {where}.sigma_max={self.sigma_max}")
-        if list(self.sampling_sigmas) != sorted(self.sampling_sigmas, reverse=True) or any(s <= 0 for s in self.sampling_sigmas):
-            raise ConfigError(f"{where}.sampling_sigmas: must be positive and decreasing, got {list(self.sampling_sigmas)}")
+        if list(self.sampling_sigmas) != sorted(self.sampling_sigmas, reverse=True) or any(
+            s <= 0 for s in self.sampling_sigmas
+        ):
+            raise ConfigError(
+                f"{where}.sampling_sigmas: must be positive and decreasing, got {list(self.sampling_sigmas)}"
+            )

@@ -25,7 +25,9 @@ class EvaluateCfg:
     prc_neighborhood: int = field(min=1)
     se_replicates: int = field(min=2)  # half-sample replicates behind every *_se (uncertainty.standard_errors)
     speed_batch: int = field(min=1)  # batch size of the ms/image timings
-    speed_rounds: int = field(min=1)  # interleaved timing rounds, rounded up to a multiple of the generators; ms/image is their median
+    speed_rounds: int = field(
+        min=1
+    )  # interleaved timing rounds, rounded up to a multiple of the generators; ms/image is their median
     # A fast generator's turn repeats its call until it spans this long: a one-step student makes a
     # timing batch in milliseconds on a CPU, where a scheduler tick or a cold cache after the teacher's
     # turn is a sizeable part of a single call.

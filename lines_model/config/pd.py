@@ -18,7 +18,8 @@ class PDCfg(TrainCfg):
         ratio = self.start_steps // self.end_steps
         if self.start_steps % self.end_steps or ratio & (ratio - 1) or ratio < 2:
             raise ConfigError(
-                f"{where}.start_steps: {self.start_steps} must be a power-of-two multiple (>= 2x) of {where}.end_steps={self.end_steps}"
+                f"{where}.start_steps: {self.start_steps} must be a power-of-two multiple (>= 2x) of "
+                f"{where}.end_steps={self.end_steps}"
             )
 
     def round_steps(self) -> list[int]:

@@ -34,7 +34,9 @@ class StudentCfg:
                 raise ConfigError(f"{where}.{key}: needs {n} entries, one per block_out_channels entry")
         for c in self.block_out_channels:
             if c % self.norm_num_groups:
-                raise ConfigError(f"{where}.norm_num_groups: {self.norm_num_groups} must divide every block_out_channels entry ({c})")
+                raise ConfigError(
+                    f"{where}.norm_num_groups: {self.norm_num_groups} must divide every block_out_channels entry ({c})"
+                )
 
     def check_image_size(self, size: int) -> None:
         """The random-init UNet halves the image once per level after the first."""

@@ -53,7 +53,8 @@ class Method:
     """One distillation method, as the pipeline sees it.
 
     `train(params, layout, *, out, live, made_from)` writes the trained model(s) to `out` (default
-    layout.model(name)), recording `made_from` (provenance.made_from) in each sidecar; `generators(params, folder, **load)` yields the generators of a trained
+    layout.model(name)), recording `made_from` (provenance.made_from) in each sidecar;
+    `generators(params, folder, **load)` yields the generators of a trained
     output folder that the evaluation scores; `load(folder, meta, steps, **load)` is one generator
     of a folder whose sidecar `meta` names this method (the sample command's path). `differences`
     are the (a, b) generator pairs whose a - b the evaluation reports with paired errors, and

@@ -14,8 +14,18 @@ NAME = "baseline"
 
 
 def train(params: Params, layout: Layout, *, out=None, live=None, made_from=None) -> None:
-    one_step.train_student(params, NAME, "train_baseline", BaselineLoss(params.train_baseline.loss), layout, entry=__file__,
-                           subset=False, out=out, live=live, made_from=made_from)
+    one_step.train_student(
+        params,
+        NAME,
+        "train_baseline",
+        BaselineLoss(params.train_baseline.loss),
+        layout,
+        entry=__file__,
+        subset=False,
+        out=out,
+        live=live,
+        made_from=made_from,
+    )
 
 
 def load(folder, meta: dict | None = None, steps: int | None = None, **kw):
@@ -30,5 +40,14 @@ def differences(params: Params):
     return [(generator_name(NAME, 1), "pd_1step")]
 
 
-METHOD = Method(name=NAME, label="baseline", section="train_baseline", train=train, steps=lambda params: (1,), generators=generators, load=load,
-                differences=differences, seed_compared=True)
+METHOD = Method(
+    name=NAME,
+    label="baseline",
+    section="train_baseline",
+    train=train,
+    steps=lambda params: (1,),
+    generators=generators,
+    load=load,
+    differences=differences,
+    seed_compared=True,
+)

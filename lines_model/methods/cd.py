@@ -184,7 +184,9 @@ def check(params: Params, unet_config: dict, scheduler_config: dict) -> None:
         raise ConfigError(f"cd.sigma_min: {s_min} must be below cd.sigma_max={s_max}")
     for s in params.cd.sampling_sigmas:
         if not s_min < s < s_max:
-            raise ConfigError(f"cd.sampling_sigmas: {s} must lie between sigma_min={s_min:.4g} and sigma_max={s_max:.4g}")
+            raise ConfigError(
+                f"cd.sampling_sigmas: {s} must lie between sigma_min={s_min:.4g} and sigma_max={s_max:.4g}"
+            )
 
 
 def variant(init: str) -> str:
@@ -218,22 +220,52 @@ def train(params: Params, layout: Layout, *, out=None, live=None, made_from=None
             start = hash_files(layout.model("lines") / "diffusion_pytorch_model.safetensors")
         f = ConsistencyFunction(student, s_min, cd.sigma_data)
         target = TargetNetwork(f, cd.mu)
-        identity = {"train": cd.identity(), "init": init, "start": start, "teacher": teacher.sha256,
-                    "pairs": data.store.manifest.shards, "sigmas": sigmas.tolist()}
-        key = scratch_key(identity, entry=__file__, sections=("teacher", "student", "cd", "runtime"),
-                          precision=runtime.mixed_precision(params.runtime))
+        identity = {
+            "train": cd.identity(),
+            "init": init,
+            "start": start,
+            "teacher": teacher.sha256,
+            "pairs": data.store.manifest.shards,
+            "sigmas": sigmas.tolist(),
+        }
+        key = scratch_key(
+            identity,
+            entry=__file__,
+            sections=("teacher", "student", "cd", "runtime"),
+            precision=runtime.mixed_precision(params.runtime),
+        )
         ckpt = layout.scratch / f"{name}-{key}"
         live_dir = Path(live or layout.live(NAME)) / init
         logger = Live(str(live_dir), save_dvc_exp=False, dvcyaml=None) if main else None
-        result = train_loop(f, CDLoss(ode, target, sigmas, cd.solver, cd.loss), data, cd, params.runtime, steps=cd.iterations,
-                            checkpoint_dir=ckpt, identity={"key": key}, live=logger, hook=target, desc=name)
+        result = train_loop(
+            f,
+            CDLoss(ode, target, sigmas, cd.solver, cd.loss),
+            data,
+            cd,
+            params.runtime,
+            steps=cd.iterations,
+            checkpoint_dir=ckpt,
+            identity={"key": key},
+            live=logger,
+            hook=target,
+            desc=name,
+        )
         if not main:
             continue
         logger.log_metric("final_loss", result.final_loss, plot=False)
         logger.end()
-        sidecar = {"method": NAME, "init": init, "steps_trained": result.steps, "final_loss": result.final_loss,
-                   "sigma_min": s_min, "sigma_max": s_max, "sigma_data": cd.sigma_data,
-                   "sampling_sigmas": list(cd.sampling_sigmas), "config": dataclasses.asdict(cd), "teacher": teacher.source}
+        sidecar = {
+            "method": NAME,
+            "init": init,
+            "steps_trained": result.steps,
+            "final_loss": result.final_loss,
+            "sigma_min": s_min,
+            "sigma_max": s_max,
+            "sigma_data": cd.sigma_data,
+            "sampling_sigmas": list(cd.sampling_sigmas),
+            "config": dataclasses.asdict(cd),
+            "teacher": teacher.source,
+        }
         if made_from is not None:
             sidecar[RECORD] = made_from
         done[init] = (result.ema_model.student, sidecar, ckpt)
@@ -275,14 +307,22 @@ def load(folder, meta: dict | None = None, steps: int | None = None, *, device="
     k = 1 if steps is None else steps
     sigmas = meta.get("sampling_sigmas", [])
     if not 1 <= k <= 1 + len(sigmas):
-        raise InputError(f"--steps: {folder} is a consistency model that samples in 1 to {1 + len(sigmas)} steps, not {k}")
+        raise InputError(
+            f"--steps: {folder} is a consistency model that samples in 1 to {1 + len(sigmas)} steps, not {k}"
+        )
     student, _ = load_student(folder, device)
     student = runtime.prepare_inference(student, device, runtime_cfg) if runtime_cfg else student
     f = ConsistencyFunction(student, meta["sigma_min"], meta["sigma_data"])
     name = variant(meta.get("init", "teacher"))
     label = LABEL if name == NAME else f"{LABEL} from {meta['init'].capitalize()}"
-    return Generator(generator_name(name, k), k, lambda n: sample(f, n, meta["sigma_max"], sigmas, k),
-                     sample_shape(student.unet.config), student, label=f"{label} {k}-step")
+    return Generator(
+        generator_name(name, k),
+        k,
+        lambda n: sample(f, n, meta["sigma_max"], sigmas, k),
+        sample_shape(student.unet.config),
+        student,
+        label=f"{label} {k}-step",
+    )
 
 
 def generators(params: Params, folder, **kw) -> list[Generator]:
@@ -305,6 +345,16 @@ def differences(params: Params):
     return out
 
 
-METHOD = Method(name=NAME, label=LABEL, section="cd", train=train, steps=lambda params: params.evaluate.cd_steps,
-                generators=generators, load=load, differences=differences, check=check, curves=False,
-                names=generator_names)
+METHOD = Method(
+    name=NAME,
+    label=LABEL,
+    section="cd",
+    train=train,
+    steps=lambda params: params.evaluate.cd_steps,
+    generators=generators,
+    load=load,
+    differences=differences,
+    check=check,
+    curves=False,
+    names=generator_names,
+)

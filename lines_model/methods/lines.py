@@ -17,8 +17,18 @@ NAME = "lines"
 
 def train(params: Params, layout: Layout, *, out=None, live=None, made_from=None) -> None:
     cfg = params.train_lines
-    one_step.train_student(params, NAME, "train_lines", LinesLoss(cfg.loss, cfg.t_dist), layout, entry=__file__, subset=True,
-                           out=out, live=live, made_from=made_from)
+    one_step.train_student(
+        params,
+        NAME,
+        "train_lines",
+        LinesLoss(cfg.loss, cfg.t_dist),
+        layout,
+        entry=__file__,
+        subset=True,
+        out=out,
+        live=live,
+        made_from=made_from,
+    )
 
 
 def load(folder, meta: dict | None = None, steps: int | None = None, **kw):
@@ -35,5 +45,15 @@ def differences(params: Params):
     return [(one, "baseline_1step"), (two, "baseline_1step"), (two, "pd_2step"), (two, "pd_4step"), (one, "pd_1step")]
 
 
-METHOD = Method(name=NAME, label="Lines", section="train_lines", train=train, steps=lambda params: params.evaluate.lines_steps, generators=generators, load=load,
-                differences=differences, seed_compared=True, trajectory=True)
+METHOD = Method(
+    name=NAME,
+    label="Lines",
+    section="train_lines",
+    train=train,
+    steps=lambda params: params.evaluate.lines_steps,
+    generators=generators,
+    load=load,
+    differences=differences,
+    seed_compared=True,
+    trajectory=True,
+)

@@ -76,10 +76,20 @@ def train_student(
         teacher = load_teacher(params.teacher.model, params.teacher.revision)
     torch.manual_seed(cfg.seed)
     model = init_student(params.student, tuple(data.manifest.sample_shape), teacher)
-    settings = {"method": method, "train": cfg.identity(), "student": to_dict(params.student), "pairs": data.manifest.shards,
-              "indices": fingerprint(indices), "teacher": teacher.sha256 if params.student.init == "teacher" else None}
-    key = scratch_key(settings, entry=entry, sections=("teacher", "student", section, "runtime"),
-                      precision=runtime.mixed_precision(params.runtime))
+    settings = {
+        "method": method,
+        "train": cfg.identity(),
+        "student": to_dict(params.student),
+        "pairs": data.manifest.shards,
+        "indices": fingerprint(indices),
+        "teacher": teacher.sha256 if params.student.init == "teacher" else None,
+    }
+    key = scratch_key(
+        settings,
+        entry=entry,
+        sections=("teacher", "student", section, "runtime"),
+        precision=runtime.mixed_precision(params.runtime),
+    )
     ckpt_dir = layout.scratch / f"{method}-{key}"
     main_process = runtime.state().is_main_process
     live = Live(str(live_dir), save_dvc_exp=False, dvcyaml=None) if main_process else None
@@ -89,11 +99,22 @@ def train_student(
     def on_epoch_end(epoch: int, ema_model) -> None:
         if epoch in grid_epochs:
             images = samplers.lines_sample(ema_model, fixed_noise, 1)
-            imaging.save_grid(to_unit(images.cpu()), Path(live.plots_dir) / "images" / f"samples_epoch_{epoch:03d}.png", nrow=8)
+            imaging.save_grid(
+                to_unit(images.cpu()), Path(live.plots_dir) / "images" / f"samples_epoch_{epoch:03d}.png", nrow=8
+            )
 
     result = train(
-        model, loss_fn, data, cfg, params.runtime, epochs=cfg.epochs, checkpoint_dir=ckpt_dir,
-        identity={"key": key}, live=live, on_epoch_end=on_epoch_end, desc=method,
+        model,
+        loss_fn,
+        data,
+        cfg,
+        params.runtime,
+        epochs=cfg.epochs,
+        checkpoint_dir=ckpt_dir,
+        identity={"key": key},
+        live=live,
+        on_epoch_end=on_epoch_end,
+        desc=method,
     )
     if not main_process:
         return
@@ -114,17 +135,33 @@ def train_student(
     shutil.rmtree(ckpt_dir, ignore_errors=True)
 
 
-def load(folder: str | Path, *, method: str, label: str, steps: int | None, max_steps: int | None = None, device="cpu",
-         runtime_cfg=None) -> Generator:
+def load(
+    folder: str | Path,
+    *,
+    method: str,
+    label: str,
+    steps: int | None,
+    max_steps: int | None = None,
+    device="cpu",
+    runtime_cfg=None,
+) -> Generator:
     """The `steps`-step generator (default 1) of the one-step student in `folder`; a student trained at
     t = 0 only (`max_steps` 1) refuses more steps."""
     k = 1 if steps is None else steps
     if k < 1:
         raise InputError(f"--steps: must be at least 1, got {k}")
     if max_steps is not None and k > max_steps:
-        raise InputError(f"--steps: {folder} is a {label} student, trained at t = 0 only: it samples in 1 step, not {k}")
+        raise InputError(
+            f"--steps: {folder} is a {label} student, trained at t = 0 only: it samples in 1 step, not {k}"
+        )
     student, _ = load_student(folder, device)
     shape = generators.sample_shape(student.unet.config)
     student = runtime.prepare_inference(student, device, runtime_cfg) if runtime_cfg else student
-    return Generator(generator_name(method, k), k, lambda n: samplers.lines_sample(student, n, k), shape, student,
-                     label=f"{label} {k}-step")
+    return Generator(
+        generator_name(method, k),
+        k,
+        lambda n: samplers.lines_sample(student, n, k),
+        shape,
+        student,
+        label=f"{label} {k}-step",
+    )

@@ -42,7 +42,11 @@ def generators(params: Params, teacher, layout: Layout, *, device, pairs_precisi
     from lines_model.generators import from_teacher
 
     p, kw = params.pairs, dict(device=device, runtime_cfg=params.runtime)
-    out = [from_teacher(teacher, p.sampler, p.steps, order=p.order, lambda_min=p.lambda_min, precision=pairs_precision, **kw)]
+    out = [
+        from_teacher(
+            teacher, p.sampler, p.steps, order=p.order, lambda_min=p.lambda_min, precision=pairs_precision, **kw
+        )
+    ]
     for m in METHODS:
         out += m.teacher_generators(params, teacher, **kw)
     for m in METHODS:
@@ -81,5 +85,5 @@ def label(name: str) -> str:
             if prefix == method.name:
                 return f"{method.label} {k}-step"
             if prefix.startswith(method.name + "_"):
-                return f"{method.label} ({prefix[len(method.name) + 1:]}) {k}-step"
+                return f"{method.label} ({prefix[len(method.name) + 1 :]}) {k}-step"
     return name

@@ -25,8 +25,15 @@ def train(params: Params, layout: Layout, *, out=None, live=None, made_from=None
     from lines_model.teachers import load_teacher
 
     teacher = load_teacher(params.teacher.model, params.teacher.revision, device=runtime.state().device)
-    distill.distill(params, teacher, pairs_dir=layout.pairs, out_dir=out or layout.model(NAME), scratch_dir=layout.scratch,
-                    entry=__file__, made_from=made_from)
+    distill.distill(
+        params,
+        teacher,
+        pairs_dir=layout.pairs,
+        out_dir=out or layout.model(NAME),
+        scratch_dir=layout.scratch,
+        entry=__file__,
+        made_from=made_from,
+    )
 
 
 def load(folder, meta: dict | None = None, steps: int | None = None, *, device="cpu", runtime_cfg=None) -> Generator:
@@ -38,11 +45,20 @@ def load(folder, meta: dict | None = None, steps: int | None = None, *, device="
     if not isinstance(own, int) or own < 1:
         raise InputError(f"{folder / 'lines_model.json'}: steps {own!r} is not a progressive-distillation student's")
     if steps not in (None, own):
-        raise InputError(f"--steps: {folder} is a progressive-distillation student that samples in exactly {own} steps, not {steps}")
+        raise InputError(
+            f"--steps: {folder} is a progressive-distillation student that samples in exactly {own} steps, not {steps}"
+        )
     net, cfg = load_pd_student(folder, device)
     shape = sample_shape(net.config)
     net = runtime.prepare_inference(net, device, runtime_cfg) if runtime_cfg else net
-    return Generator(generator_name(NAME, own), own, lambda n: target.sample(net, cfg, n, own), shape, net, label=f"{LABEL} {own}-step")
+    return Generator(
+        generator_name(NAME, own),
+        own,
+        lambda n: target.sample(net, cfg, n, own),
+        shape,
+        net,
+        label=f"{LABEL} {own}-step",
+    )
 
 
 def generators(params: Params, folder, **kw) -> list[Generator]:
@@ -59,8 +75,16 @@ def teacher_generators(params: Params, teacher, *, device, runtime_cfg) -> list[
     steps = params.pd.start_steps
     unet = runtime.prepare_inference(teacher.unet, device, runtime_cfg)
     cfg = teacher.scheduler_config
-    return [Generator(teacher_ddim_name(steps), steps, lambda n: target.sample(unet, cfg, n, steps), teacher.sample_shape, unet,
-                      label=f"teacher DDIM-{steps}")]
+    return [
+        Generator(
+            teacher_ddim_name(steps),
+            steps,
+            lambda n: target.sample(unet, cfg, n, steps),
+            teacher.sample_shape,
+            unet,
+            label=f"teacher DDIM-{steps}",
+        )
+    ]
 
 
 def differences(params: Params):
@@ -74,5 +98,17 @@ def check(params: Params, unet_config: dict, scheduler_config: dict) -> None:
         raise ConfigError(f"pd.start_steps: {params.pd.start_steps} steps exceed the teacher's {T} training timesteps")
 
 
-METHOD = Method(name=NAME, label=LABEL, section="pd", train=train, steps=lambda params: sorted(params.evaluate.pd_steps, reverse=True), generators=generators, load=load, differences=differences,
-                teacher_generators=teacher_generators, check=check, curves=False, aliases=("progressive",))
+METHOD = Method(
+    name=NAME,
+    label=LABEL,
+    section="pd",
+    train=train,
+    steps=lambda params: sorted(params.evaluate.pd_steps, reverse=True),
+    generators=generators,
+    load=load,
+    differences=differences,
+    teacher_generators=teacher_generators,
+    check=check,
+    curves=False,
+    aliases=("progressive",),
+)

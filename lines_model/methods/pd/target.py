@@ -68,7 +68,9 @@ def _call(net, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample(net, scheduler_config: dict, noise: torch.Tensor, steps: int, *, prediction_type: str | None = None) -> torch.Tensor:
+def sample(
+    net, scheduler_config: dict, noise: torch.Tensor, steps: int, *, prediction_type: str | None = None
+) -> torch.Tensor:
     """N-step DDIM on the nested grid: the sampler of progressive-distillation students."""
     device = next(iter(net.parameters()), noise).device  # parameter-free oracles run where the noise is
     sch = Schedule(scheduler_config, device)
@@ -90,7 +92,15 @@ class PDLoss:
     and x_tilde = z_t'' when t'' is the clean end point.
     """
 
-    def __init__(self, teacher, teacher_prediction: str, student_prediction: str, scheduler_config: dict, student_steps: int, kind: str):
+    def __init__(
+        self,
+        teacher,
+        teacher_prediction: str,
+        student_prediction: str,
+        scheduler_config: dict,
+        student_steps: int,
+        kind: str,
+    ):
         self.teacher, self.kind = teacher, kind
         self.teacher_prediction, self.student_prediction = teacher_prediction, student_prediction
         self.scheduler_config, self.N = scheduler_config, student_steps
