@@ -10,8 +10,8 @@ What runs (`--parts`, in this order), each part time-boxed so that the later par
    torch-fidelity's layout, random uint8 images standing in for CIFAR-10 train. Only counts shrink
    (pairs, held-out images, PD iterations, evaluation images); batch sizes, architectures,
    samplers, step counts and precision are the profile's, so per-item costs are the real ones;
-3. `evaluate_50k`: the evaluation's metrics and standard errors at 50,000 vs 50,000 (synthetic
-   2,048-d features), in a child process;
+3. `evaluate_50k`: benchmarks/evaluate_50k.py, the evaluation's metrics and standard errors at
+   50,000 vs 50,000 (synthetic 2,048-d features), in a child process;
 4. `probe`: benchmarks/gpu_probe.py, the hot loops alone under each math mode (fp32 as the profile
    runs it, strict fp32, TF32, bf16, torch.compile) and where the teacher's GPU time goes;
 5. `unit`: the unit suite (`make test`'s, on the CPU: the suite hides CUDA), in whatever time is left.
@@ -319,26 +319,13 @@ def part_probe(out: Path, r: dict, tiny: bool, timeout_s: float, save) -> None:
 
 
 def part_uncertainty_50k(out: Path, r: dict, n: int, d: int, replicates: int, timeout_s: float, save) -> None:
-    """metrics_with_errors on n vs n synthetic features, in a child process so that its peaks are its own."""
+    """benchmarks/evaluate_50k.py on n vs n synthetic features, in a child process so that its peaks are its own."""
     res_path = out / "uncertainty.json"
-    code = f"""
-import json, time, torch, resource
-from benchmarks.uncertainty import _features
-from lines_model import uncertainty
-g, ref = _features({n}, {n}, {d}, 0.05)
-if torch.cuda.is_available():
-    torch.cuda.reset_peak_memory_stats()
-t0 = time.perf_counter()
-metrics, errors = uncertainty.metrics_with_errors(g, ref, n_boot={replicates}, kid_subset_size=1000, kid_subsets=100, prc_neighborhood=3)
-s = time.perf_counter() - t0
-out = dict(n={n}, d={d}, replicates={replicates}, s=s, metrics=metrics, errors=errors,
-           peak_host_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-           peak_gpu_allocated_gb=torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0)
-open({str(res_path)!r}, 'w').write(json.dumps(out))
-"""
     log(f"uncertainty: metrics and standard errors of {n:,} vs {n:,} features ({d}-d), {replicates} replicates "
         f"(time box {timeout_s:.0f} s)")
-    res = run_timed([sys.executable, "-c", code], ROOT, timeout_s, out / "uncertainty.log")
+    cmd = [sys.executable, "-m", "benchmarks.evaluate_50k", "--out", str(res_path), "--n", str(n), "--d", str(d),
+           "--replicates", str(replicates)]
+    res = run_timed(cmd, ROOT, timeout_s, out / "uncertainty.log")
     u = {"rc": res["rc"], "wall_s": round(res["s"], 1), "peak_gpu_gb_polled": round(res["peak_gpu_gb"], 2)}
     if res_path.exists():
         u.update(json.loads(res_path.read_text()))

@@ -6,8 +6,9 @@ The whole `--quick` run (about a minute: it starts torch.distributed.run and fou
 left to `python benchmarks/run.py --quick`; here the memory section runs at 600 pairs, the pairs
 section's calibration and the one-step section on the tiny random teacher, and the GPU section and
 the GPU probe (benchmarks/gpu_probe.py) as CPU dry runs, so that the GPU code is exercised on
-machines without one; the GPU pipeline's full-run estimate is checked on constructed timings. They
-take under a minute, so `make test` leaves them out and `make bench-smoke` (and CI) runs them.
+machines without one; the GPU pipeline's full-run estimate is checked on constructed timings, and its
+50k evaluation runs as a CPU dry run. They take about a minute, so `make test` leaves them out and
+`make bench-smoke` (and CI) runs them.
 """
 
 from __future__ import annotations
@@ -287,3 +288,18 @@ def test_gpu_pipeline_splits_training_into_steps_and_per_epoch_cost():
         assert c["training_split"][stage]["per_epoch_s"] == pytest.approx(per_epoch, abs=1e-3)
     c["stage_rc"]["train_lines"] = 124  # a stage cut by its time box is not costed
     assert "train_lines" not in gp.steps_and_overhead(c)
+
+
+def test_gpu_pipeline_dry_run_of_the_50k_evaluation(tmp_path):
+    """The 50k evaluation runs as its own module in a child process (benchmarks/evaluate_50k.py), here at
+    500 vs 500 64-d features; its figures land under cifar_pipeline.evaluate_50k."""
+    from benchmarks import gpu_pipeline
+
+    gpu_pipeline.main(["--tiny", "--parts", "evaluate_50k", "--out", str(tmp_path)])
+    r = json.loads((tmp_path / "gpu_pipeline.json").read_text())
+    u = r["cifar_pipeline"]["evaluate_50k"]
+    assert u["rc"] == 0, (tmp_path / "uncertainty.log").read_text()
+    assert (u["n"], u["d"], u["replicates"]) == (500, 64, 8) and u["s"] > 0 and u["peak_host_gb"] > 0
+    assert set(u["metrics"]) == {"fid", "kid", "precision", "recall"}
+    assert set(u["errors"]) == {"fid_se", "kid_se", "precision_se", "recall_se"}
+    assert r["cifar_pipeline"]["forward_gflop_per_image"]["teacher"] > 0
