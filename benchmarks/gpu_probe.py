@@ -37,6 +37,8 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.cifar import cifar_student, cifar_teacher, forward_gflop, full_params
+
 T0 = time.perf_counter()
 
 
@@ -63,35 +65,6 @@ def autocast(device: torch.device, bf16: bool):
     from lines_model import runtime
 
     return runtime.autocast_at(device, "bf16" if bf16 else "fp32")()
-
-
-def cifar_teacher(device: torch.device):
-    """A random-init google/ddpm-cifar10-32 UNet, placed as the stages place it for inference."""
-    from diffusers import UNet2DModel
-
-    from tools.random_teacher import CIFAR10_UNET_CONFIG
-
-    torch.manual_seed(0)
-    net = UNet2DModel(**CIFAR10_UNET_CONFIG).to(device).eval().requires_grad_(False)
-    return net.to(memory_format=torch.channels_last) if device.type == "cuda" else net
-
-
-def cifar_student(cfg, device: torch.device):
-    """The CIFAR-10 profile's random-init student (`cfg`: its StudentCfg), in training mode."""
-    from lines_model.students import init_student
-
-    torch.manual_seed(0)
-    s = init_student(cfg, (3, 32, 32), teacher=None).to(device).train()
-    return s.to(memory_format=torch.channels_last) if device.type == "cuda" else s
-
-
-def forward_gflop(net, device: torch.device) -> float:
-    """GFLOP of one forward per image (torch's FLOP counter, batch 1)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        net(torch.randn(1, 3, 32, 32, device=device), torch.tensor([500], device=device))
-    return fc.get_total_flops() / 1e9
 
 
 # Kernel names by what runs them: tensor-core (or fp32 FMA) convolutions and products; attention's
@@ -130,7 +103,6 @@ def kernel_split(fn, device: torch.device) -> dict:
 
 class Probe:
     def __init__(self, out: Path, tiny: bool, budget_s: float):
-        from benchmarks.gpu_pipeline import full_params
         from lines_model.config import parse_params
 
         self.out, self.tiny, self.budget_s = out, tiny, budget_s

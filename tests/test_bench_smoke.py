@@ -219,16 +219,18 @@ def test_gpu_probe_restores_the_math_flags():
     assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
 
 
-def _constructed_pipeline_run(gp, start=15.0, step_s=0.040, per_epoch=0.8):
+def _constructed_pipeline_run(start=15.0, step_s=0.040, per_epoch=0.8):
     """A pipeline part's figures as if each training stage took start + steps x step + epochs x
     per-epoch remainder (PD's steps twice as long), the other stages 100 s."""
-    full = gp.full_params()
-    reduced = gp.scaled_params(full, 0.01, tiny=False)
-    steps = {"reduced": gp.training_steps(reduced), "full": gp.training_steps(full)}
-    c = {"startup_s": start, "stage_rc": {s: 0 for s in gp.STAGES}, "stage_s": {s: 100.0 for s in gp.STAGES},
+    from benchmarks import cifar
+
+    full = cifar.full_params()
+    reduced = cifar.scaled_params(full, 0.01, tiny=False)
+    steps = {"reduced": cifar.training_steps(reduced), "full": cifar.training_steps(full)}
+    c = {"startup_s": start, "stage_rc": {s: 0 for s in cifar.STAGES}, "stage_s": {s: 100.0 for s in cifar.STAGES},
          "training_steps_reduced": steps["reduced"], "training_steps_full": steps["full"],
-         "items_per_s_net": {s: n / (100.0 - start) for s, n in gp.items(reduced).items()},
-         "full_items": gp.items(full), "params_reduced": {k: reduced[k] for k in ("pairs", "subset", "pd", "evaluate")},
+         "items_per_s_net": {s: n / (100.0 - start) for s, n in cifar.items(reduced).items()},
+         "full_items": cifar.items(full), "params_reduced": {k: reduced[k] for k in ("pairs", "subset", "pd", "evaluate")},
          "forward_gflop_per_image": {"teacher": 12.0, "student": 2.0}, "full_params_evaluate": full["evaluate"]}
     for stage, (n, epochs, loop) in steps["reduced"].items():
         c["stage_s"][stage] = start + n * step_s * (2 if loop == "pd_step" else 1) + epochs * per_epoch
@@ -240,9 +242,9 @@ def _constructed_pipeline_run(gp, start=15.0, step_s=0.040, per_epoch=0.8):
 
 
 def test_gpu_pipeline_merges_runs_of_different_parts(tmp_path):
-    from benchmarks import gpu_pipeline as gp
+    from benchmarks import gpu_estimate
 
-    c, probe, steps = _constructed_pipeline_run(gp)
+    c, probe, steps = _constructed_pipeline_run()
     a = {"device": "NVIDIA H200", "date": "2026-12-01T10:00:00+00:00", "torch": "2.11", "cuda_tests": {"summary": "4 passed"},
          "cifar_pipeline": c}
     b = {"device": "NVIDIA H200", "date": "2026-12-01T10:12:00+00:00", "torch": "2.11", "make_test": {"summary": "305 passed"},
@@ -251,7 +253,7 @@ def test_gpu_pipeline_merges_runs_of_different_parts(tmp_path):
     (tmp_path / "b.json").write_text(json.dumps(b))
     into = tmp_path / "results.json"
     into.write_text(json.dumps({"pairs_per_s": 1.0, "gpu": {"earlier": 1}}))
-    gp.merge([tmp_path / "a.json", tmp_path / "b.json"], into)
+    gpu_estimate.merge([tmp_path / "a.json", tmp_path / "b.json"], into)
     res = json.loads(into.read_text())
     assert res["pairs_per_s"] == 1.0 and res["gpu"]["earlier"] == 1  # every other key kept
     m = res["gpu"]["cifar_pipeline"]
@@ -270,9 +272,9 @@ def test_gpu_pipeline_merges_runs_of_different_parts(tmp_path):
 def test_gpu_pipeline_splits_training_into_steps_and_per_epoch_cost():
     """A stage that took start + steps x step + epochs x overhead is costed at full scale with the
     same step time and per-epoch overhead, not by its samples per second."""
-    from benchmarks import gpu_pipeline as gp
+    from benchmarks import gpu_estimate
 
-    c, probe, steps = _constructed_pipeline_run(gp, start=15.0, step_s=0.040, per_epoch=0.8)
+    c, probe, steps = _constructed_pipeline_run(start=15.0, step_s=0.040, per_epoch=0.8)
     c["probe"] = probe
     # The profile's 50 epochs of 50,000 pairs at batch 256 (the last partial batch dropped), and of
     # 250,000; PD 5 rounds of 20,000 steps. At 1/100 the subset is 500 pairs: 1 step an epoch.
@@ -281,13 +283,13 @@ def test_gpu_pipeline_splits_training_into_steps_and_per_epoch_cost():
     assert steps["full"]["distill_progressive"][:2] == (5 * 20000, 5)
     assert steps["reduced"]["train_lines"][:2] == (50 * 1, 50)
     start, step_s, per_epoch = 15.0, 0.040, 0.8
-    est = gp.steps_and_overhead(c)
+    est = gpu_estimate.steps_and_overhead(c)
     for stage, (n, epochs, loop) in steps["full"].items():
         s = step_s * (2 if loop == "pd_step" else 1)
         assert est[stage] == pytest.approx(start + n * s + epochs * per_epoch)
         assert c["training_split"][stage]["per_epoch_s"] == pytest.approx(per_epoch, abs=1e-3)
     c["stage_rc"]["train_lines"] = 124  # a stage cut by its time box is not costed
-    assert "train_lines" not in gp.steps_and_overhead(c)
+    assert "train_lines" not in gpu_estimate.steps_and_overhead(c)
 
 
 def test_gpu_pipeline_dry_run_of_the_50k_evaluation(tmp_path):
