@@ -10,12 +10,14 @@ differences that the comparisons rest on (each method's `differences`) get error
 noise: from the same halves for every generator, and for MSE from per-image differences. Speed is measured in one
 dedicated pass after generation, all generators interleaved in seeded, balanced rounds (timing.py):
 `ms_per_image` is wall-clock time and follows the machine's speed of the moment; `speedup`, the
-teacher's time over the generator's in the same round, does not.
+teacher's time over the generator's in the same round, does not, unless the rounds disagree about it
+(`speedup_iqr`) or other processes held the cores: `timing_reliable` is 0 then, and a warning says why.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
 
@@ -24,12 +26,12 @@ from lines_model.config.evaluate import EvaluateCfg
 from lines_model.imaging import psnr, to_unit
 from lines_model.generators import Generator
 from lines_model.line import point_on_line
-from lines_model.timing import time_interleaved
+from lines_model import timing
 
 DIST_KEYS = ("fid", "kid", "precision", "recall")
 METRIC_KEYS = (
     "nfe", "fid", "fid_se", "kid", "kid_se", "precision", "precision_se", "recall", "recall_se",
-    "mse", "mse_se", "psnr", "ms_per_image", "ms_per_image_iqr", "speedup",
+    "mse", "mse_se", "psnr", "ms_per_image", "ms_per_image_iqr", "speedup", "speedup_iqr", "timing_reliable",
 )
 DATA_SUFFIX = "_data"  # metrics against the real data set: fid_data, fid_data_se, ...
 
@@ -154,12 +156,23 @@ def evaluate(
 
 @torch.no_grad()
 def time_generators(specs: list[Generator], noise: torch.Tensor, rounds: int, min_sample_s: float) -> dict[str, dict[str, float]]:
-    """ms_per_image, ms_per_image_iqr and speedup of every generator making images for `noise`,
-    all interleaved in at least `rounds` rounds, each turn at least `min_sample_s` long (timing.time_interleaved). `speedup` is the
-    teacher's time over the generator's, taken round by round: the figure that holds across runs."""
-    timings = time_interleaved({g.name: (lambda g=g: g(noise)) for g in specs}, images_per_call=len(noise), rounds=rounds,
-                               min_sample_s=min_sample_s, reference="teacher")
-    return {n: dict(ms_per_image=t.ms_per_image, ms_per_image_iqr=t.ms_per_image_iqr, speedup=t.speedup) for n, t in timings.items()}
+    """ms_per_image, ms_per_image_iqr, speedup, speedup_iqr and timing_reliable of every generator
+    making images for `noise`, all interleaved in at least `rounds` rounds, each turn at least
+    `min_sample_s` long (timing.time_interleaved). `speedup` is the teacher's time over the
+    generator's, taken round by round: the figure that holds across runs when `timing_reliable` is
+    1 (timing.reliability); a warning line on stderr names what made it 0."""
+    timings = timing.time_interleaved({g.name: (lambda g=g: g(noise)) for g in specs}, images_per_call=len(noise),
+                                      rounds=rounds, min_sample_s=min_sample_s, reference="teacher")
+    warning = timing.warning(timings)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    return {n: timing_metrics(t) for n, t in timings.items()}
+
+
+def timing_metrics(t: timing.Timing) -> dict[str, float]:
+    """A Timing as the evaluation's metrics: timing_reliable is 1 or 0, a number like the others."""
+    return dict(ms_per_image=t.ms_per_image, ms_per_image_iqr=t.ms_per_image_iqr, speedup=t.speedup,
+                speedup_iqr=t.speedup_iqr, timing_reliable=int(t.reliability.reliable))
 
 
 def data_noise(count: int, shape, seed: int) -> torch.Tensor:

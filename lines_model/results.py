@@ -5,7 +5,8 @@
     python -m lines_model results --compare           # the seed comparison, metrics/compare.json
 
 One row per generator: NFE, FID, KID, precision, recall and MSE each with its standard error,
-PSNR, ms per image (with its IQR over timing rounds) and speedup over the teacher.
+PSNR, ms per image (with its IQR over timing rounds) and speedup over the teacher, marked
+"(unreliable)" where the evaluation flagged its timing (timing_reliable 0).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def row(name: str, m: dict) -> list[str]:
     return [
         name, str(m["nfe"]), _pm(m["fid"], m["fid_se"], 2), _pm(m["kid"], m["kid_se"], 3), _pm(m["precision"], m["precision_se"], 2),
         _pm(m["recall"], m["recall_se"], 2), _pm(m["mse"], m["mse_se"], 4), psnr,
-        f"{m['ms_per_image']:.2f} ({m['ms_per_image_iqr']:.2f})", f"{m['speedup']:.1f}",
+        f"{m['ms_per_image']:.2f} ({m['ms_per_image_iqr']:.2f})",
+        f"{m['speedup']:.1f}" + (" (unreliable)" if m.get("timing_reliable") == 0 else ""),
     ]
 
 

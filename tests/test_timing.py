@@ -282,3 +282,39 @@ def test_time_interleaved_on_a_quiet_machine_flags_nothing(monkeypatch):
                            images_per_call=1, rounds=8, warmup=1, sync=lambda: None, reference="a")
     assert all(t.reliability.reliable for t in out.values()) and warning(out) is None
     assert out["b"].reliability.others_load == pytest.approx(0.0)
+
+
+def test_the_evaluation_records_the_verdict_as_numbers():
+    from lines_model.evaluation import METRIC_KEYS, timing_metrics
+    from lines_model.results import row
+
+    held = reliability([10.0] * 4, reference_ms=[40.0] * 4)
+    flagged = reliability([10.0] * 4, reference_ms=[20.0, 40.0] * 2)
+    for verdict, value in ((held, 1), (flagged, 0)):
+        t = Timing(ms_per_image=10.0, ms_per_image_iqr=0.5, rounds=4, calls_per_round=1, speedup=4.0, speedup_iqr=0.2,
+                   reliability=verdict)
+        m = timing_metrics(t)
+        assert m == {"ms_per_image": 10.0, "ms_per_image_iqr": 0.5, "speedup": 4.0, "speedup_iqr": 0.2, "timing_reliable": value}
+        assert set(m) <= set(METRIC_KEYS)
+        metrics = {"nfe": 1, "fid": 1.0, "fid_se": 0.1, "kid": 0.0, "kid_se": 0.0, "precision": 1.0, "precision_se": 0.0,
+                   "recall": 1.0, "recall_se": 0.0, "mse": 0.0, "mse_se": 0.0, "psnr": 30.0, **m}
+        assert row("x", metrics)[-1] == ("4.0" if value else "4.0 (unreliable)")
+
+
+def test_the_evaluation_flags_a_busy_machine_in_its_metrics_and_says_why_in_one_line(monkeypatch, capsys):
+    import torch
+
+    from lines_model.evaluation import time_generators
+    from lines_model.generators import Generator
+
+    clock = _fake_machine(monkeypatch, loads=[3.6, 3.9])  # a hog and more beside a process that keeps 1 core busy
+
+    def gen(name, ms):
+        return Generator(name, 1, lambda noise: clock.spend(ms, 1.0), (3, 2, 2))
+
+    noise = torch.zeros(4, 3, 2, 2)
+    m = time_generators([gen("teacher", 40.0), gen("lines_1step", 10.0)], noise, rounds=4, min_sample_s=0.0)
+    assert m["lines_1step"]["speedup"] == pytest.approx(4.0) and m["lines_1step"]["speedup_iqr"] == pytest.approx(0.0)
+    assert m["teacher"]["timing_reliable"] == 0 and m["lines_1step"]["timing_reliable"] == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("warning: unreliable timing: busy machine: load average 3.90 on 2 cores")
