@@ -2,8 +2,9 @@
 
 Fidelity is the median per-sample PSNR against a converged reference solve. The DPM-Solver++
 setting of the `teacher_pairs` stage is the cheapest one that reaches the original loop's PSNR
-(benchmarks.calibration); it is then timed alone, through generation.generate in one process, and
-through generation.generate in two processes under torch.distributed.run (child "gen").
+(benchmarks.calibration); it is then timed against the original loop in alternating rounds
+(lines_model.timing.time_interleaved), through generation.generate in one process, and through
+generation.generate in two processes under torch.distributed.run (child "gen").
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import BENCH_SEED, BENCH_STREAM, ROOT, child_command, log, run_group, timed_once
+from benchmarks.common import BENCH_SEED, BENCH_STREAM, ROOT, child_command, log, note_timing, run_group, timed_once
 from benchmarks.original import original_loop
 
 
@@ -122,23 +123,13 @@ def bench_pairs(teacher, teacher_dir: Path, work: Path, S: dict, threads: int, p
     r["reference_self_psnr"] = median_psnr(ref_half, ref[:k])
     save()
 
-    log(f"pairs: original loop, DDIM {S['original_steps']} steps, batch {S['original_batch']}, fp32, on {N} noises")
-    orig, orig_s = timed_once(lambda: original_loop(unet, cfg, noise, S["original_steps"], S["original_batch"]))
-    r["pairs_per_s_original"] = N / orig_s
-    r["psnr_vs_reference_original"] = median_psnr(orig, ref)
+    m = S["candidate_count"]
+    log(f"pairs: original loop, DDIM {S['original_steps']} steps, on the first {m} noises: the calibration's target")
     r["pairs_sampler_original"] = f"ddim eta=0, {S['original_steps']} steps, batch {S['original_batch']}, fp32"
+    r.update(calibrate(unet, cfg, noise, ref, original_loop(unet, cfg, noise[:m], S["original_steps"], S["original_batch"]),
+                       S, lam))
     save()
-
-    r.update(calibrate(unet, cfg, noise, ref, orig, S, lam))
-    save()
-    steps, order = r["pairs_steps"], r["pairs_order"]
-
-    log(f"pairs: timing DPM-Solver++ {steps} steps on {N} noises (batch {N}, {threads} threads)")
-    ours, ours_s = timed_once(lambda: dpmsolver_pp(unet, cfg, noise, steps, order=order, lambda_min=lam))
-    r["pairs_per_s"] = N / ours_s
-    r["psnr_vs_reference"] = median_psnr(ours, ref)
-    r["pairs_speedup"] = r["pairs_per_s"] / r["pairs_per_s_original"]
-    r["pairs_threads"] = threads
+    ours = time_against_original(unet, cfg, noise, ref, S, r, lam, threads)
     save()
 
     c1 = _generate_1proc(teacher, work / "gen-1proc", noise, ours, r, lam)
@@ -147,6 +138,43 @@ def bench_pairs(teacher, teacher_dir: Path, work: Path, S: dict, threads: int, p
     r["pairs_speedup_2proc"] = r["pairs_per_s_2proc"] / r["pairs_per_s_original"]
     r["pairs_count"] = N
     return r
+
+
+def time_against_original(unet, cfg: dict, noise, ref, S: dict, r: dict, lam, threads: int):
+    """The original loop and our sampler at `r`'s pairs_steps and pairs_order, each on all of `noise`,
+    in `pairs_rounds` alternating rounds; fills their rates, PSNRs against `ref`, the speedup with
+    its spread, and the timing's verdict into `r`. Returns our images."""
+    from benchmarks.calibration import median_psnr
+    from lines_model.samplers import dpmsolver_pp
+    from lines_model.timing import time_interleaved
+
+    N, steps, order = len(noise), r["pairs_steps"], r["pairs_order"]
+    # Timed at different moments, the two would each take whatever load the machine had then, and the
+    # ratio with them: they alternate instead, in balanced rounds, each round giving one ratio.
+    log(f"pairs: original loop and DPM-Solver++ {steps} steps, each on {N} noises (batch {N}, {threads} threads), "
+        f"interleaved in {S['pairs_rounds']} rounds")
+    last = {}  # each sampler's images of its last round, for its PSNR
+
+    def keep(name, fn):
+        def call():
+            last[name] = fn()
+        return call
+
+    # No warm-up calls: the network ran at these batch sizes before, and each call lasts seconds to minutes.
+    t = time_interleaved({
+        "original": keep("original", lambda: original_loop(unet, cfg, noise, S["original_steps"], S["original_batch"])),
+        "ours": keep("ours", lambda: dpmsolver_pp(unet, cfg, noise, steps, order=order, lambda_min=lam)),
+    }, images_per_call=N, rounds=S["pairs_rounds"], warmup=0, reference="original")
+    r["pairs_per_s_original"] = 1000 / t["original"].ms_per_image
+    r["psnr_vs_reference_original"] = median_psnr(last["original"], ref)
+    r["pairs_per_s"] = 1000 / t["ours"].ms_per_image
+    r["psnr_vs_reference"] = median_psnr(last["ours"], ref)
+    r["pairs_speedup"] = t["ours"].speedup
+    r["pairs_speedup_iqr"] = t["ours"].speedup_iqr
+    r["pairs_rounds"] = t["ours"].rounds
+    r["pairs_threads"] = threads
+    note_timing(r, "pairs", t)
+    return last["ours"]
 
 
 def _generate_1proc(teacher, out: Path, noise, ours, r: dict, lam):

@@ -252,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(markdown(results))
     print(f"\nwrote {out}")
+    if not args.merge:  # said as they happened; again below the long table (a merge measures no section that warns)
+        for line in results.get("timing_warnings", []):
+            print(line, file=sys.stderr)
     return 0
 
 

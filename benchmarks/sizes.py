@@ -13,6 +13,7 @@ FULL = dict(
     candidate_steps=(10, 12, 15, 18, 20, 22, 25, 28, 30, 35, 40, 50, 60, 80, 100),  # DPM-Solver++ step counts tried
     candidate_orders=(2, 3),  # solver orders tried at each step count, in this order (same cost)
     candidate_count=64,  # noises the candidates' PSNR is measured on
+    pairs_rounds=2,  # interleaved rounds of the original loop against ours, each one call of each on all n_noise
     onestep_batches=(16, 256),
     onestep_repeats=3,  # interleaved rounds of the one-step timings (teacher and student alike)
     mem_pairs=250_000,

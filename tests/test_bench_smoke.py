@@ -77,6 +77,28 @@ def test_pairs_calibration_picks_a_candidate_meeting_its_target(teacher):
     assert r["pairs_sampler"] == f"dpmsolver++ order {chosen['order']}, {chosen['steps']} steps, lambda_min -5.0"
 
 
+def test_pairs_original_and_ours_are_timed_in_alternating_rounds(teacher):
+    from benchmarks.calibration import median_psnr
+    from benchmarks.original import original_loop
+    from benchmarks.pairs import time_against_original
+    from lines_model import noise as noise_mod
+    from lines_model.samplers import dpmsolver_pp
+
+    torch.set_num_threads(1)
+    S = dict(sizes.QUICK, original_steps=3, original_batch=4, pairs_rounds=2)
+    noise = noise_mod.noise_for(range(4), teacher.sample_shape, common.BENCH_SEED, common.BENCH_STREAM)
+    unet, cfg = teacher.unet, teacher.scheduler_config
+    ref = dpmsolver_pp(unet, cfg, noise, 8)
+    r = {"pairs_steps": 2, "pairs_order": 2}
+    ours = time_against_original(unet, cfg, noise, ref, S, r, -5.0, threads=1)
+    assert torch.equal(ours, dpmsolver_pp(unet, cfg, noise, 2, order=2, lambda_min=-5.0))  # its last round's images
+    assert r["psnr_vs_reference"] == median_psnr(ours, ref)
+    assert r["psnr_vs_reference_original"] == median_psnr(original_loop(unet, cfg, noise, 3, 4), ref)
+    assert r["pairs_rounds"] == 2 and r["pairs_per_s"] > 0 and r["pairs_per_s_original"] > 0
+    assert r["pairs_speedup"] > 0 and r["pairs_speedup_iqr"] >= 0
+    assert isinstance(r["timing_reliable"], bool) and r["timing_reliable"] is not bool(r.get("timing_warnings"))
+
+
 def test_onestep_keys_carry_the_batch_sizes_used(teacher):
     from benchmarks.onestep import bench_onestep
     from lines_model.config import load_params
@@ -92,6 +114,12 @@ def test_onestep_keys_carry_the_batch_sizes_used(teacher):
         assert r[f"onestep_speedup_b{b}"] == speedup > 0
     # onestep_repeats=1 is rounded up to one round per entry, so each entry takes each position once
     assert r["onestep_rounds"] == 2
+    for b in (1, 3):  # each ratio's spread over its rounds, and the run's verdict on them
+        assert r[f"onestep_speedup_iqr_b{b}"] >= 0
+    assert r["onestep_speedup_ceiling_iqr_b3"] >= 0
+    assert isinstance(r["timing_reliable"], bool)
+    assert r["timing_reliable"] is not bool(r.get("timing_warnings"))
+    assert all(w.startswith("warning: one-step") and "\n" not in w for w in r.get("timing_warnings", []))
     nfe = load_params(ROOT / "params.yaml").pairs.steps
     assert r["onestep_speedup_ceiling_b3"] == nfe * r["onestep_teacher_call_ms_b3"] / r["onestep_student_call_ms_b3"]
     assert len(saved) == 3, "saved after each batch and after the ceiling"
