@@ -76,7 +76,9 @@ def calibrate_steps(
     if not candidates:
         raise ValueError("calibrate_steps: no candidates")
     if reference.shape != noise.shape:
-        raise ValueError(f"calibrate_steps: reference {tuple(reference.shape)} does not match noise {tuple(noise.shape)}")
+        raise ValueError(
+            f"calibrate_steps: reference {tuple(reference.shape)} does not match noise {tuple(noise.shape)}"
+        )
     for order, steps in candidates:
         if order < 1 or steps < 1:
             raise ValueError(f"calibrate_steps: bad candidate (order {order}, steps {steps})")

@@ -1,5 +1,5 @@
-"""Small helpers shared by the benchmark sections: logging, wall-clock timing, RSS readers, fresh
-child processes and the teacher snapshot.
+"""Small helpers shared by the benchmark sections: logging, wall-clock timing and the verdict on
+interleaved timings, RSS readers, fresh child processes and the teacher snapshot.
 
 Library imports stay inside the functions that need them, so that a renamed library name breaks
 only the section that uses it, not the import of every benchmark module.
@@ -36,6 +36,21 @@ def timed_once(fn):
     t0 = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - t0
+
+
+def note_timing(r: dict, what: str, timings) -> bool:
+    """Files the verdict on the interleaved `timings` (name -> lines_model.timing.Timing) of `what`:
+    `timing_reliable` of the run stays true only while every timing holds, and a flagged one adds
+    its one-line warning to `timing_warnings` and prints it. Returns whether these hold."""
+    from lines_model.timing import warning
+
+    line = warning(timings)
+    if line is not None:
+        line = f"warning: {what}: {line.removeprefix('warning: ')}"
+        r.setdefault("timing_warnings", []).append(line)
+        print(line, file=sys.stderr, flush=True)
+    r["timing_reliable"] = r.get("timing_reliable", True) and line is None
+    return line is None
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,7 +114,9 @@ def run_group(cmd: list[str], *, env: dict | None = None, timeout_s: float = 600
         raise RuntimeError(f"{' '.join(cmd[:6])} ... exited with status {rc}")
 
 
-def run_child(args: list[str], result: Path, *, env: dict | None = None, poll_s: float = 0.02, timeout_s: float = 900) -> dict:
+def run_child(
+    args: list[str], result: Path, *, env: dict | None = None, poll_s: float = 0.02, timeout_s: float = 900
+) -> dict:
     """Run child `args[0]` of run.py in a fresh process and return the JSON it wrote to `result`,
     plus its RSS sampled with psutil every `poll_s` seconds (`polled_peak_rss_mb`) and `wall_s`."""
     import psutil

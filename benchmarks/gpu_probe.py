@@ -37,6 +37,8 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.cifar import cifar_student, cifar_teacher, forward_gflop, full_params
+
 T0 = time.perf_counter()
 
 
@@ -65,41 +67,30 @@ def autocast(device: torch.device, bf16: bool):
     return runtime.autocast_at(device, "bf16" if bf16 else "fp32")()
 
 
-def cifar_teacher(device: torch.device):
-    """A random-init google/ddpm-cifar10-32 UNet, placed as the stages place it for inference."""
-    from diffusers import UNet2DModel
-
-    from tools.random_teacher import CIFAR10_UNET_CONFIG
-
-    torch.manual_seed(0)
-    net = UNet2DModel(**CIFAR10_UNET_CONFIG).to(device).eval().requires_grad_(False)
-    return net.to(memory_format=torch.channels_last) if device.type == "cuda" else net
-
-
-def cifar_student(cfg, device: torch.device):
-    """The CIFAR-10 profile's random-init student (`cfg`: its StudentCfg), in training mode."""
-    from lines_model.students import init_student
-
-    torch.manual_seed(0)
-    s = init_student(cfg, (3, 32, 32), teacher=None).to(device).train()
-    return s.to(memory_format=torch.channels_last) if device.type == "cuda" else s
-
-
-def forward_gflop(net, device: torch.device) -> float:
-    """GFLOP of one forward per image (torch's FLOP counter, batch 1)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        net(torch.randn(1, 3, 32, 32, device=device), torch.tensor([500], device=device))
-    return fc.get_total_flops() / 1e9
-
-
 # Kernel names by what runs them: tensor-core (or fp32 FMA) convolutions and products; attention's
 # fused kernels; GroupNorm; and the rest, element-wise and copies, which memory bandwidth bounds.
 KERNEL_GROUPS = (
     ("attention", ("flash", "fmha", "attention", "softmax")),
-    ("conv_and_matmul", ("conv", "gemm", "cutlass", "xmma", "cudnn", "sm80_", "sm90_", "implicit", "wgrad", "dgrad",
-                         "fprop", "cublas", "addmm", "bmm", "aten::mm")),
+    (
+        "conv_and_matmul",
+        (
+            "conv",
+            "gemm",
+            "cutlass",
+            "xmma",
+            "cudnn",
+            "sm80_",
+            "sm90_",
+            "implicit",
+            "wgrad",
+            "dgrad",
+            "fprop",
+            "cublas",
+            "addmm",
+            "bmm",
+            "aten::mm",
+        ),
+    ),
     ("normalisation", ("norm", "welford")),
 )
 
@@ -124,27 +115,41 @@ def kernel_split(fn, device: torch.device) -> dict:
         kernels.append((us / 1e3, e.key[:80], group))
     kernels.sort(reverse=True)
     total = sum(groups.values())
-    return {"total_ms": total, "ms": groups, "share": {k: v / total if total else 0.0 for k, v in groups.items()},
-            "top": [{"ms": ms, "kernel": k, "group": g} for ms, k, g in kernels[:5]]}
+    return {
+        "total_ms": total,
+        "ms": groups,
+        "share": {k: v / total if total else 0.0 for k, v in groups.items()},
+        "top": [{"ms": ms, "kernel": k, "group": g} for ms, k, g in kernels[:5]],
+    }
 
 
 class Probe:
     def __init__(self, out: Path, tiny: bool, budget_s: float):
-        from benchmarks.gpu_pipeline import full_params
         from lines_model.config import parse_params
 
         self.out, self.tiny, self.budget_s = out, tiny, budget_s
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.params = parse_params(full_params())
         p = self.params
-        self.batch = {"teacher_forward": 2 if tiny else p.pairs.batch_size,
-                      "student_step": 2 if tiny else p.train_lines.batch_size,
-                      "pd_step": 2 if tiny else p.pd.batch_size}
-        self.r = {"device": torch.cuda.get_device_name() if self.device.type == "cuda" else "cpu (dry run)",
-                  "torch": torch.__version__, "batch": self.batch,
-                  "defaults": {"cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
-                               "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32},
-                  "per_call": {}, "items_per_s": {}, "tflops": {}, "kernels": {}, "skipped": []}
+        self.batch = {
+            "teacher_forward": 2 if tiny else p.pairs.batch_size,
+            "student_step": 2 if tiny else p.train_lines.batch_size,
+            "pd_step": 2 if tiny else p.pd.batch_size,
+        }
+        self.r = {
+            "device": torch.cuda.get_device_name() if self.device.type == "cuda" else "cpu (dry run)",
+            "torch": torch.__version__,
+            "batch": self.batch,
+            "defaults": {
+                "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+                "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            },
+            "per_call": {},
+            "items_per_s": {},
+            "tflops": {},
+            "kernels": {},
+            "skipped": [],
+        }
 
     def left(self) -> float:
         return self.budget_s - (time.perf_counter() - T0)
@@ -169,12 +174,19 @@ class Probe:
             if v == "fp32" and not store_reference:
                 continue
             ms = t.ms_per_image * n
-            self.r["per_call"].setdefault(loop, {})[v] = {"ms": ms, "ms_iqr": t.ms_per_image_iqr * n, "rounds": t.rounds,
-                                                          "speedup_over_fp32": t.speedup}
+            self.r["per_call"].setdefault(loop, {})[v] = {
+                "ms": ms,
+                "ms_iqr": t.ms_per_image_iqr * n,
+                "rounds": t.rounds,
+                "speedup_over_fp32": t.speedup,
+            }
             self.r["items_per_s"].setdefault(loop, {})[v] = n / (ms / 1e3)
             self.r["tflops"].setdefault(loop, {})[v] = n * gflop_per_item / ms  # GFLOP / ms = TFLOP/s
-            print(f"[{time.perf_counter() - T0:6.1f}s] {loop} {v}: {ms:.2f} ms per call of {n}, "
-                  f"{self.r['tflops'][loop][v]:.1f} TFLOP/s, {t.speedup:.2f}x fp32's speed", flush=True)
+            print(
+                f"[{time.perf_counter() - T0:6.1f}s] {loop} {v}: {ms:.2f} ms per call of {n}, "
+                f"{self.r['tflops'][loop][v]:.1f} TFLOP/s, {t.speedup:.2f}x fp32's speed",
+                flush=True,
+            )
         self.save()
 
     def run(self) -> None:
@@ -189,12 +201,20 @@ class Probe:
             def f():
                 with torch.no_grad(), math_mode(mode), autocast(dev, bf16):
                     net(x, t)
+
             return f
 
         # 1. The teacher's forward: the pairs' and PD's targets, the evaluation's teacher rows.
-        self.record("teacher_forward", g_teacher, {
-            "fp32": forward(teacher), "fp32_strict": forward(teacher, "fp32_strict"),
-            "tf32": forward(teacher, "tf32"), "bf16": forward(teacher, bf16=True)})
+        self.record(
+            "teacher_forward",
+            g_teacher,
+            {
+                "fp32": forward(teacher),
+                "fp32_strict": forward(teacher, "fp32_strict"),
+                "tf32": forward(teacher, "tf32"),
+                "bf16": forward(teacher, bf16=True),
+            },
+        )
         for mode, bf16 in (("fp32", False), ("bf16", True)):
             if self.left() > 0:
                 self.r["kernels"][f"teacher_forward/{mode}"] = kernel_split(forward(teacher, bf16=bf16), dev)
@@ -247,11 +267,15 @@ class Probe:
                 if with_ema:
                     ema.step(student.parameters())
                 loss.item()
+
             return f
 
         # A training step is a forward and a backward: about 3 forwards' FLOPs.
-        self.record("student_step", 3 * g_student,
-                    {"fp32": step(False), "fp32_no_ema": step(False, with_ema=False), "bf16": step(True)})
+        self.record(
+            "student_step",
+            3 * g_student,
+            {"fp32": step(False), "fp32_no_ema": step(False, with_ema=False), "bf16": step(True)},
+        )
 
     def record_pd_steps(self, teacher, g_teacher: float) -> None:
         import copy
@@ -274,11 +298,11 @@ class Probe:
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 loss.item()
+
             return f
 
         # Two teacher forwards for the target, the student's forward and backward: about 5 forwards.
         self.record("pd_step", 5 * g_teacher, {"fp32": step(False), "bf16": step(True)})
-        del net, opt
 
 
 def main(argv=None) -> None:

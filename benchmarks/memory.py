@@ -45,15 +45,22 @@ def child_train_mem(argv: list[str]) -> None:
     params = load_params(ROOT / "params.yaml")
     # The params.yaml student (its t_scale included), shrunk to a tiny random-init UNet: the point is the data path.
     scfg = dataclasses.replace(
-        params.student, init="random", block_out_channels=(16, 32), layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=8,
+        params.student,
+        init="random",
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=8,
     )
     loss_fn = LinesLoss(params.train_lines.loss, params.train_lines.t_dist)
     store = PairStore(a.pairs)
     torch.manual_seed(0)
     model = init_student(scfg, tuple(store.manifest.sample_shape))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    loader = torch.utils.data.DataLoader(store, batch_size=a.batch, sampler=EpochSampler(len(store), seed=0), num_workers=0)
+    loader = torch.utils.data.DataLoader(
+        store, batch_size=a.batch, sampler=EpochSampler(len(store), seed=0), num_workers=0
+    )
     rss_setup = vm_rss_mb()
     items = batches = 0
     train_s = 0.0
@@ -83,13 +90,25 @@ def child_train_mem(argv: list[str]) -> None:
         batches += 1
     epoch_s = time.perf_counter() - t0
     hwm = vm_hwm_mb()  # since the reset (when it worked): the peak of the data-only rest of the epoch
-    Path(a.result).write_text(json.dumps({
-        "peak_rss_mb": max(hwm, peak_train or 0.0), "peak_rss_train_steps_mb": peak_train, "rss_after_setup_mb": rss_setup,
-        "rss_after_train_steps_mb": rss_after_train, "epoch_rest_peak_rss_mb": hwm if reset else None,
-        "rss_after_epoch_mb": vm_rss_mb(), "items": items, "batches": batches, "epoch_s": epoch_s,
-        "train_steps_s": train_s, "data_only_epoch_s": epoch_s - train_s, "threads": torch.get_num_threads(),
-        "checksum": checksum,
-    }))
+    Path(a.result).write_text(
+        json.dumps(
+            {
+                "peak_rss_mb": max(hwm, peak_train or 0.0),
+                "peak_rss_train_steps_mb": peak_train,
+                "rss_after_setup_mb": rss_setup,
+                "rss_after_train_steps_mb": rss_after_train,
+                "epoch_rest_peak_rss_mb": hwm if reset else None,
+                "rss_after_epoch_mb": vm_rss_mb(),
+                "items": items,
+                "batches": batches,
+                "epoch_s": epoch_s,
+                "train_steps_s": train_s,
+                "data_only_epoch_s": epoch_s - train_s,
+                "threads": torch.get_num_threads(),
+                "checksum": checksum,
+            }
+        )
+    )
 
 
 def child_build_pt(argv: list[str]) -> None:
@@ -118,10 +137,16 @@ def child_build_pt(argv: list[str]) -> None:
     tmp = Path(a.pt + ".part")
     torch.save({"noise": noise_t, "clean": clean_t}, tmp)
     os.replace(tmp, a.pt)
-    Path(a.result).write_text(json.dumps({
-        "peak_rss_mb": vm_hwm_mb(), "fill_s": fill_s, "save_s": time.perf_counter() - t0 - fill_s,
-        "bytes": os.path.getsize(a.pt),
-    }))
+    Path(a.result).write_text(
+        json.dumps(
+            {
+                "peak_rss_mb": vm_hwm_mb(),
+                "fill_s": fill_s,
+                "save_s": time.perf_counter() - t0 - fill_s,
+                "bytes": os.path.getsize(a.pt),
+            }
+        )
+    )
 
 
 def child_load_pt(argv: list[str]) -> None:
@@ -138,9 +163,17 @@ def child_load_pt(argv: list[str]) -> None:
     load_s = time.perf_counter() - t0
     n = int(d["noise"].shape[0])
     checksum = float(d["clean"][:: max(1, n // 1000), 0, 0, 0].sum())
-    Path(a.result).write_text(json.dumps({
-        "peak_rss_mb": vm_hwm_mb(), "rss_before_load_mb": rss_before, "load_s": load_s, "items": n, "checksum": checksum,
-    }))
+    Path(a.result).write_text(
+        json.dumps(
+            {
+                "peak_rss_mb": vm_hwm_mb(),
+                "rss_before_load_mb": rss_before,
+                "load_s": load_s,
+                "items": n,
+                "checksum": checksum,
+            }
+        )
+    )
 
 
 CHILDREN = {"train-mem": child_train_mem, "build-pt": child_build_pt, "load-pt": child_load_pt}
@@ -158,8 +191,17 @@ def write_synthetic_pairs(folder: Path, count: int, shard: int, shape: tuple[int
     from lines_model import pairs
 
     m = pairs.Manifest(
-        teacher="synthetic", teacher_sha256="none", sampler="synthetic", steps=0, precision="fp32", order=0, seed=0, stream=0,
-        count=count, shard_size=shard, sample_shape=list(shape),
+        teacher="synthetic",
+        teacher_sha256="none",
+        sampler="synthetic",
+        steps=0,
+        precision="fp32",
+        order=0,
+        seed=0,
+        stream=0,
+        count=count,
+        shard_size=shard,
+        sample_shape=list(shape),
     )
     writer = pairs.PairsWriter(folder, m)
     writer.start()
@@ -204,10 +246,24 @@ def _bench_memory(work: Path, S: dict, threads: int, progress: bool, r: dict, sa
     r["memory_disk_gb"] = disk / 1e9
     save()
 
-    log(f"memory: child A: PairStore + DataLoader epoch (batch {S['mem_batch']}, shuffled) + {S['mem_train_steps']} training steps")
+    log(
+        f"memory: child A: PairStore + DataLoader epoch (batch {S['mem_batch']}, shuffled) + "
+        f"{S['mem_train_steps']} training steps"
+    )
     a = run_child(
-        ["train-mem", "--pairs", str(folder), "--batch", str(S["mem_batch"]), "--train-steps", str(S["mem_train_steps"]),
-         "--microbatch", str(S["mem_microbatch"]), "--threads", str(threads)],
+        [
+            "train-mem",
+            "--pairs",
+            str(folder),
+            "--batch",
+            str(S["mem_batch"]),
+            "--train-steps",
+            str(S["mem_train_steps"]),
+            "--microbatch",
+            str(S["mem_microbatch"]),
+            "--threads",
+            str(threads),
+        ],
         work / "train-mem.json",
     )
     if a["items"] != count:
@@ -230,7 +286,10 @@ def _bench_memory(work: Path, S: dict, threads: int, progress: bool, r: dict, sa
 
     avail = psutil.virtual_memory().available
     if avail < need / 2 * 1.25:
-        raise RuntimeError(f"{avail / 1e9:.1f} GB of RAM available; building the original's .pt file needs {need / 2 * 1.25 / 1e9:.1f} GB")
+        raise RuntimeError(
+            f"{avail / 1e9:.1f} GB of RAM available; building the original's .pt file needs "
+            f"{need / 2 * 1.25 / 1e9:.1f} GB"
+        )
     pt = work / "pairs.pt"
     log("memory: building the original's single .pt file (child)")
     b = run_child(["build-pt", "--pairs", str(folder), "--pt", str(pt)], work / "build-pt.json")

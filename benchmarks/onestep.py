@@ -2,12 +2,14 @@
 
 Teacher and student are timed interleaved (lines_model.timing.time_interleaved): round by round
 on the same noise, so that a load change on the machine affects both alike instead of the ratio.
-Every key carries the batch size it was measured at.
+Each ratio comes with the interquartile range of its per-round values, and a timing whose rounds
+disagree or whose machine was busy is flagged (benchmarks.common.note_timing). Every key carries the
+batch size it was measured at.
 """
 
 from __future__ import annotations
 
-from benchmarks.common import ROOT, log
+from benchmarks.common import ROOT, log, note_timing
 
 
 def _student(teacher):
@@ -45,31 +47,42 @@ def bench_onestep(teacher, S: dict, r: dict | None = None, save=lambda: None) ->
     batches = sorted(S["onestep_batches"])
     big = batches[-1]
     r = {} if r is None else r
-    r.update({
-        "onestep_student": source,
-        "onestep_student_params": count_parameters(student),
-        "onestep_teacher_sampler": f"{pc.sampler}" + (f" order {pc.order}" if pc.sampler == "dpmsolver++" else "") + f", {nfe} steps",
-        "onestep_batches": batches,
-        "onestep_repeats": S["onestep_repeats"],
-        "onestep_ceiling_batch": big,
-    })
+    r.update(
+        {
+            "onestep_student": source,
+            "onestep_student_params": count_parameters(student),
+            "onestep_teacher_sampler": f"{pc.sampler}"
+            + (f" order {pc.order}" if pc.sampler == "dpmsolver++" else "")
+            + f", {nfe} steps",
+            "onestep_batches": batches,
+            "onestep_repeats": S["onestep_repeats"],
+            "onestep_ceiling_batch": big,
+        }
+    )
     noise = torch.randn((big, *teacher.sample_shape), generator=torch.Generator().manual_seed(0))
     for b in batches:
         n = noise[:b]
         log(f"one-step: batch {b}: teacher {r['onestep_teacher_sampler']} vs student 1 step, interleaved")
         t = time_interleaved(
             {
-                "teacher": lambda: sample(teacher.unet, teacher.scheduler_config, n, pc.steps, order=pc.order, lambda_min=pc.lambda_min),
+                "teacher": lambda: sample(
+                    teacher.unet, teacher.scheduler_config, n, pc.steps, order=pc.order, lambda_min=pc.lambda_min
+                ),
                 "student": lambda: lines_sample(student, n, 1),
             },
-            images_per_call=b, rounds=S["onestep_repeats"], warmup=1,
+            images_per_call=b,
+            rounds=S["onestep_repeats"],
+            warmup=1,
+            reference="teacher",
         )
         r[f"onestep_teacher_ms_per_image_b{b}"] = t["teacher"].ms_per_image
         r[f"onestep_student_ms_per_image_b{b}"] = t["student"].ms_per_image
         r[f"onestep_teacher_ms_per_image_iqr_b{b}"] = t["teacher"].ms_per_image_iqr
         r[f"onestep_student_ms_per_image_iqr_b{b}"] = t["student"].ms_per_image_iqr
         r[f"onestep_speedup_b{b}"] = t["teacher"].ms_per_image / t["student"].ms_per_image
+        r[f"onestep_speedup_iqr_b{b}"] = t["student"].speedup_iqr  # of the ratios round by round
         r["onestep_rounds"] = t["teacher"].rounds  # onestep_repeats, rounded up to a multiple of the two entries
+        note_timing(r, f"one-step, batch {b}", t)
         save()
 
     # Per-call ceiling at the largest batch: what the speedup would be if the teacher's sampler
@@ -80,11 +93,16 @@ def bench_onestep(teacher, S: dict, r: dict | None = None, save=lambda: None) ->
     with torch.no_grad():
         calls = time_interleaved(
             {"teacher": lambda: teacher.unet(n, tt), "student": lambda: student(n, 0.0)},
-            images_per_call=big, rounds=max(3, S["onestep_repeats"]), warmup=1,
+            images_per_call=big,
+            rounds=max(3, S["onestep_repeats"]),
+            warmup=1,
+            reference="teacher",
         )
     call_t, call_s = calls["teacher"].ms_per_image * big, calls["student"].ms_per_image * big
     r[f"onestep_teacher_call_ms_b{big}"] = call_t
     r[f"onestep_student_call_ms_b{big}"] = call_s
     r[f"onestep_speedup_ceiling_b{big}"] = nfe * call_t / call_s
+    r[f"onestep_speedup_ceiling_iqr_b{big}"] = nfe * calls["student"].speedup_iqr
+    note_timing(r, f"one-step ceiling, batch {big}", calls)
     save()
     return r

@@ -2,8 +2,9 @@
 
 Fidelity is the median per-sample PSNR against a converged reference solve. The DPM-Solver++
 setting of the `teacher_pairs` stage is the cheapest one that reaches the original loop's PSNR
-(benchmarks.calibration); it is then timed alone, through generation.generate in one process, and
-through generation.generate in two processes under torch.distributed.run (child "gen").
+(benchmarks.calibration); it is then timed against the original loop in alternating rounds
+(lines_model.timing.time_interleaved), through generation.generate in one process, and through
+generation.generate in two processes under torch.distributed.run (child "gen").
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import BENCH_SEED, BENCH_STREAM, ROOT, child_command, log, run_group, timed_once
+from benchmarks.common import BENCH_SEED, BENCH_STREAM, ROOT, child_command, log, note_timing, run_group, timed_once
 from benchmarks.original import original_loop
 
 
@@ -46,13 +47,27 @@ def child_gen(argv: list[str]) -> None:
     st.wait_for_everyone()
     t0 = time.perf_counter()
     generation.generate(
-        teacher, a.out, count=a.count, stream=BENCH_STREAM, sampler="dpmsolver++", steps=a.steps, order=a.order,
-        lambda_min=a.lambda_min, seed=BENCH_SEED, batch_size=a.shard_size, shard_size=a.shard_size, rank=st.process_index,
-        world_size=st.num_processes, barrier=st.wait_for_everyone, desc="2-proc pairs",
+        teacher,
+        a.out,
+        count=a.count,
+        stream=BENCH_STREAM,
+        sampler="dpmsolver++",
+        steps=a.steps,
+        order=a.order,
+        lambda_min=a.lambda_min,
+        seed=BENCH_SEED,
+        batch_size=a.shard_size,
+        shard_size=a.shard_size,
+        rank=st.process_index,
+        world_size=st.num_processes,
+        barrier=st.wait_for_everyone,
+        desc="2-proc pairs",
     )
     seconds = time.perf_counter() - t0  # generate ends with a barrier: this is the slowest rank's time
     if st.is_main_process:
-        Path(a.result).write_text(json.dumps({"seconds": seconds, "world_size": st.num_processes, "threads": torch.get_num_threads()}))
+        Path(a.result).write_text(
+            json.dumps({"seconds": seconds, "world_size": st.num_processes, "threads": torch.get_num_threads()})
+        )
 
 
 CHILDREN = {"gen": child_gen}
@@ -69,11 +84,21 @@ def calibrate(unet, cfg: dict, noise, reference, original, S: dict, lambda_min) 
     candidates = [(order, steps) for steps in S["candidate_steps"] for order in S["candidate_orders"]]
 
     def on_trial(t) -> None:
-        log(f"pairs: candidate DPM-Solver++ order {t.order} {t.steps:3d} steps: median PSNR {t.psnr_db:6.2f} dB "
-            f"(original {target:6.2f} dB, {m} noises)")
+        log(
+            f"pairs: candidate DPM-Solver++ order {t.order} {t.steps:3d} steps: median PSNR {t.psnr_db:6.2f} dB "
+            f"(original {target:6.2f} dB, {m} noises)"
+        )
 
-    c = calibrate_steps(unet, cfg, noise[:m], target_psnr_db=target, reference=reference[:m], candidates=candidates,
-                        lambda_min=lambda_min, on_trial=on_trial)
+    c = calibrate_steps(
+        unet,
+        cfg,
+        noise[:m],
+        target_psnr_db=target,
+        reference=reference[:m],
+        candidates=candidates,
+        lambda_min=lambda_min,
+        on_trial=on_trial,
+    )
     chosen = c.chosen or c.best  # none reached the original: the most accurate one, flagged below
     return {
         "pairs_candidates_psnr": {f"order{t.order}_{t.steps}": t.psnr_db for t in c.trials},
@@ -88,7 +113,16 @@ def calibrate(unet, cfg: dict, noise, reference, original, S: dict, lambda_min) 
     }
 
 
-def bench_pairs(teacher, teacher_dir: Path, work: Path, S: dict, threads: int, progress: bool, r: dict | None = None, save=lambda: None) -> dict:
+def bench_pairs(
+    teacher,
+    teacher_dir: Path,
+    work: Path,
+    S: dict,
+    threads: int,
+    progress: bool,
+    r: dict | None = None,
+    save=lambda: None,
+) -> dict:
     """Fills `r` (a new dict by default) measurement by measurement, calling `save()` after each, so
     that a run cut short keeps what it measured; returns it."""
     import torch
@@ -122,23 +156,16 @@ def bench_pairs(teacher, teacher_dir: Path, work: Path, S: dict, threads: int, p
     r["reference_self_psnr"] = median_psnr(ref_half, ref[:k])
     save()
 
-    log(f"pairs: original loop, DDIM {S['original_steps']} steps, batch {S['original_batch']}, fp32, on {N} noises")
-    orig, orig_s = timed_once(lambda: original_loop(unet, cfg, noise, S["original_steps"], S["original_batch"]))
-    r["pairs_per_s_original"] = N / orig_s
-    r["psnr_vs_reference_original"] = median_psnr(orig, ref)
+    m = S["candidate_count"]
+    log(f"pairs: original loop, DDIM {S['original_steps']} steps, on the first {m} noises: the calibration's target")
     r["pairs_sampler_original"] = f"ddim eta=0, {S['original_steps']} steps, batch {S['original_batch']}, fp32"
+    r.update(
+        calibrate(
+            unet, cfg, noise, ref, original_loop(unet, cfg, noise[:m], S["original_steps"], S["original_batch"]), S, lam
+        )
+    )
     save()
-
-    r.update(calibrate(unet, cfg, noise, ref, orig, S, lam))
-    save()
-    steps, order = r["pairs_steps"], r["pairs_order"]
-
-    log(f"pairs: timing DPM-Solver++ {steps} steps on {N} noises (batch {N}, {threads} threads)")
-    ours, ours_s = timed_once(lambda: dpmsolver_pp(unet, cfg, noise, steps, order=order, lambda_min=lam))
-    r["pairs_per_s"] = N / ours_s
-    r["psnr_vs_reference"] = median_psnr(ours, ref)
-    r["pairs_speedup"] = r["pairs_per_s"] / r["pairs_per_s_original"]
-    r["pairs_threads"] = threads
+    ours = time_against_original(unet, cfg, noise, ref, S, r, lam, threads)
     save()
 
     c1 = _generate_1proc(teacher, work / "gen-1proc", noise, ours, r, lam)
@@ -147,6 +174,54 @@ def bench_pairs(teacher, teacher_dir: Path, work: Path, S: dict, threads: int, p
     r["pairs_speedup_2proc"] = r["pairs_per_s_2proc"] / r["pairs_per_s_original"]
     r["pairs_count"] = N
     return r
+
+
+def time_against_original(unet, cfg: dict, noise, ref, S: dict, r: dict, lam, threads: int):
+    """The original loop and our sampler at `r`'s pairs_steps and pairs_order, each on all of `noise`,
+    in `pairs_rounds` alternating rounds; fills their rates, PSNRs against `ref`, the speedup with
+    its spread, and the timing's verdict into `r`. Returns our images."""
+    from benchmarks.calibration import median_psnr
+    from lines_model.samplers import dpmsolver_pp
+    from lines_model.timing import time_interleaved
+
+    N, steps, order = len(noise), r["pairs_steps"], r["pairs_order"]
+    # Timed at different moments, the two would each take whatever load the machine had then, and the
+    # ratio with them: they alternate instead, in balanced rounds, each round giving one ratio.
+    log(
+        f"pairs: original loop and DPM-Solver++ {steps} steps, each on {N} noises (batch {N}, {threads} threads), "
+        f"interleaved in {S['pairs_rounds']} rounds"
+    )
+    last = {}  # each sampler's images of its last round, for its PSNR
+
+    def keep(name, fn):
+        def call():
+            last[name] = fn()
+
+        return call
+
+    # No warm-up calls: the network ran at these batch sizes before, and each call lasts seconds to minutes.
+    t = time_interleaved(
+        {
+            "original": keep(
+                "original", lambda: original_loop(unet, cfg, noise, S["original_steps"], S["original_batch"])
+            ),
+            "ours": keep("ours", lambda: dpmsolver_pp(unet, cfg, noise, steps, order=order, lambda_min=lam)),
+        },
+        images_per_call=N,
+        rounds=S["pairs_rounds"],
+        warmup=0,
+        reference="original",
+    )
+    r["pairs_per_s_original"] = 1000 / t["original"].ms_per_image
+    r["psnr_vs_reference_original"] = median_psnr(last["original"], ref)
+    r["pairs_per_s"] = 1000 / t["ours"].ms_per_image
+    r["psnr_vs_reference"] = median_psnr(last["ours"], ref)
+    r["pairs_speedup"] = t["ours"].speedup
+    r["pairs_speedup_iqr"] = t["ours"].speedup_iqr
+    r["pairs_rounds"] = t["ours"].rounds
+    r["pairs_threads"] = threads
+    note_timing(r, "pairs", t)
+    return last["ours"]
 
 
 def _generate_1proc(teacher, out: Path, noise, ours, r: dict, lam):
@@ -159,10 +234,22 @@ def _generate_1proc(teacher, out: Path, noise, ours, r: dict, lam):
 
     N, half = len(noise), len(noise) // 2
     log(f"pairs: generation.generate, 1 process, {N} pairs in 2 shards of {half}")
-    _, gen1_s = timed_once(lambda: generate(
-        teacher, out, count=N, stream=BENCH_STREAM, sampler="dpmsolver++", steps=r["pairs_steps"], order=r["pairs_order"],
-        lambda_min=lam, seed=BENCH_SEED, batch_size=half, shard_size=half, desc="1-proc pairs",
-    ))
+    _, gen1_s = timed_once(
+        lambda: generate(
+            teacher,
+            out,
+            count=N,
+            stream=BENCH_STREAM,
+            sampler="dpmsolver++",
+            steps=r["pairs_steps"],
+            order=r["pairs_order"],
+            lambda_min=lam,
+            seed=BENCH_SEED,
+            batch_size=half,
+            shard_size=half,
+            desc="1-proc pairs",
+        )
+    )
     r["pairs_per_s_generate_1proc"] = N / gen1_s
     n1, c1 = pairs.PairStore(out).take(range(N))
     if not torch.equal(n1, noise):
@@ -183,10 +270,30 @@ def _generate_2proc(teacher_dir: Path, work: Path, noise, c1, r: dict, lam) -> N
     res = work / "gen-2proc.json"
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        *child_command("gen", "--teacher", str(teacher_dir), "--out", str(gen2), "--count", str(N),
-                       "--steps", str(r["pairs_steps"]), "--order", str(r["pairs_order"]),
-                       *(["--lambda-min", str(lam)] if lam is not None else []), "--shard-size", str(half), "--result", str(res)),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        *child_command(
+            "gen",
+            "--teacher",
+            str(teacher_dir),
+            "--out",
+            str(gen2),
+            "--count",
+            str(N),
+            "--steps",
+            str(r["pairs_steps"]),
+            "--order",
+            str(r["pairs_order"]),
+            *(["--lambda-min", str(lam)] if lam is not None else []),
+            "--shard-size",
+            str(half),
+            "--result",
+            str(res),
+        ),
     ]
     _, wall = timed_once(lambda: run_group(cmd, env=env, timeout_s=600))
     g2 = json.loads(res.read_text())

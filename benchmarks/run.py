@@ -38,11 +38,14 @@ from benchmarks.common import T0, log, snapshot_teacher  # noqa: E402
 from benchmarks.sizes import FULL, QUICK  # noqa: E402
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results.json"
-SECTIONS = ("pairs", "onestep", "memory", "uncertainty", "gpu")
+SECTIONS = ("pairs", "onestep", "train", "memory", "uncertainty", "gpu")
 NESTED = ("uncertainty", "gpu")  # sections whose figures sit under their own key, with their own date
 # child kind -> the section module that defines it (imported only when that child runs)
 CHILD_MODULES = {
-    "gen": "benchmarks.pairs", "train-mem": "benchmarks.memory", "build-pt": "benchmarks.memory", "load-pt": "benchmarks.memory",
+    "gen": "benchmarks.pairs",
+    "train-mem": "benchmarks.memory",
+    "build-pt": "benchmarks.memory",
+    "load-pt": "benchmarks.memory",
     "uncertainty": "benchmarks.uncertainty",
 }
 
@@ -117,16 +120,32 @@ def markdown(results: dict) -> str:
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     p = argparse.ArgumentParser(description="Lines model benchmarks (see benchmarks/README.md)")
-    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run in under a minute (numbers are not meaningful)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results file (default {DEFAULT_OUT.relative_to(ROOT)})")
-    p.add_argument("--skip-memory", action="store_true", help="skip the memory section (it writes ~12 GB of temporary files)")
+    p.add_argument(
+        "--quick", action="store_true", help="tiny sizes: a smoke run in under a minute (numbers are not meaningful)"
+    )
+    p.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"results file (default {DEFAULT_OUT.relative_to(ROOT)})"
+    )
+    p.add_argument(
+        "--skip-memory", action="store_true", help="skip the memory section (it writes ~12 GB of temporary files)"
+    )
     p.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated sections to run (default: all)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads of this process (default: torch's default; 1 with --quick)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads of this process (default: torch's default; 1 with --quick)",
+    )
     p.add_argument("--teacher", default=None, help="teacher folder (default: teacher.model of params.yaml)")
-    p.add_argument("--mem-pairs", type=int, default=None, help="override the memory section's pair count (for testing the script)")
+    p.add_argument(
+        "--mem-pairs", type=int, default=None, help="override the memory section's pair count (for testing the script)"
+    )
     p.add_argument("--tmp", default=None, help="folder for temporary files (default: the system's temp folder)")
-    p.add_argument("--merge", action="store_true",
-                   help="with --sections among uncertainty,gpu: replace only their entries in the existing results file")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="with --sections among uncertainty,gpu: replace only their entries in the existing results file",
+    )
     return p, p.parse_args(argv)
 
 
@@ -203,6 +222,13 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks.onestep import bench_onestep
 
             bench_onestep(teacher, S, results, save)
+        if "train" in sections:
+            from benchmarks.training import bench_training
+
+            log("train: every method's optimizer step, interleaved")
+            results["train"] = bench_training(load_params(ROOT / "params.yaml"), teacher, batch=S["train_batch"],
+                                              rounds=S["train_rounds"])
+            save()
         if "memory" not in sections:
             pass
         elif args.skip_memory:
@@ -240,7 +266,9 @@ def main(argv: list[str] | None = None) -> int:
             # (they carry their own device name and date) rather than erase them.
             results["gpu"] = kept_gpu
             results["gpu_note"] = "no CUDA device here (torch.cuda.is_available() is False): " + (
-                f"GPU figures kept from the run of {kept_gpu.get('date')} on {kept_gpu.get('device')}" if kept_gpu else "GPU section not run"
+                f"GPU figures kept from the run of {kept_gpu.get('date')} on {kept_gpu.get('device')}"
+                if kept_gpu
+                else "GPU section not run"
             )
         if not args.merge:
             results["machine"]["loadavg_end"] = list(os.getloadavg())
@@ -252,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(markdown(results))
     print(f"\nwrote {out}")
+    if not args.merge:  # said as they happened; again below the long table (a merge measures no section that warns)
+        for line in results.get("timing_warnings", []):
+            print(line, file=sys.stderr)
     return 0
 
 

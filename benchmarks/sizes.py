@@ -4,6 +4,8 @@ uncertainty section) and QUICK (`--quick`)."""
 from __future__ import annotations
 
 FULL = dict(
+    train_batch=64,  # every method's optimizer step at one batch size (benchmarks/training.py)
+    train_rounds=8,
     n_noise=256,  # noises every teacher sampler runs on
     original_steps=200,  # DDIM steps of the original loop
     original_batch=256,  # the original sampled in batches of 256
@@ -13,6 +15,7 @@ FULL = dict(
     candidate_steps=(10, 12, 15, 18, 20, 22, 25, 28, 30, 35, 40, 50, 60, 80, 100),  # DPM-Solver++ step counts tried
     candidate_orders=(2, 3),  # solver orders tried at each step count, in this order (same cost)
     candidate_count=64,  # noises the candidates' PSNR is measured on
+    pairs_rounds=2,  # interleaved rounds of the original loop against ours, each one call of each on all n_noise
     onestep_batches=(16, 256),
     onestep_repeats=3,  # interleaved rounds of the one-step timings (teacher and student alike)
     mem_pairs=250_000,
@@ -41,6 +44,8 @@ FULL = dict(
 )
 QUICK = dict(
     FULL,
+    train_batch=4,
+    train_rounds=2,
     n_noise=32,
     original_steps=30,
     original_batch=32,

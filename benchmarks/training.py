@@ -38,7 +38,8 @@ def _step(net, loss_fn, noise, clean, hook=None):
 
 
 def bench_training(params: Params, teacher, *, batch: int, rounds: int) -> dict:
-    """{"batch", "rounds", method: {"samples_per_s", "ms_per_step", "ms_per_step_iqr", "teacher_forwards_per_sample"}}."""
+    """{"batch", "rounds", method: {"samples_per_s", "ms_per_step", "ms_per_step_iqr",
+    "teacher_forwards_per_sample"}}."""
     shape = teacher.sample_shape
     g = torch.Generator().manual_seed(0)
     noise, clean = torch.randn(batch, *shape, generator=g), torch.randn(batch, *shape, generator=g).clamp(-1, 1)
@@ -47,13 +48,21 @@ def bench_training(params: Params, teacher, *, batch: int, rounds: int) -> dict:
     sched = teacher.scheduler_config
     frozen = teacher.unet.eval().requires_grad_(False)
     pd_net = copy.deepcopy(teacher.unet).float().train().requires_grad_(True)
-    pd_loss = PDLoss(frozen, sched["prediction_type"], student_prediction(sched["prediction_type"]), sched,
-                     params.pd.start_steps // 2, params.pd.loss)
+    pd_loss = PDLoss(
+        frozen,
+        sched["prediction_type"],
+        student_prediction(sched["prediction_type"]),
+        sched,
+        params.pd.start_steps // 2,
+        params.pd.loss,
+    )
     c = params.cd
     s_min, s_max = cd.sigma_range(params, sched)
     f = cd.ConsistencyFunction(one_step(), s_min, c.sigma_data)
     target = cd.TargetNetwork(f, c.mu)
-    cd_loss = cd.CDLoss(cd.TeacherODE(frozen, sched), target, cd.discretisation(s_min, s_max, c.num_points, c.rho), c.solver, c.loss)
+    cd_loss = cd.CDLoss(
+        cd.TeacherODE(frozen, sched), target, cd.discretisation(s_min, s_max, c.num_points, c.rho), c.solver, c.loss
+    )
     fns = {
         "lines": _step(one_step(), LinesLoss(params.train_lines.loss, params.train_lines.t_dist), noise, clean),
         "baseline": _step(one_step(), BaselineLoss(params.train_baseline.loss), noise, clean),
@@ -64,6 +73,10 @@ def bench_training(params: Params, teacher, *, batch: int, rounds: int) -> dict:
     timings = time_interleaved(fns, images_per_call=batch, rounds=rounds, warmup=1, reference="lines")
     out: dict = {"batch": batch, "rounds": rounds, "cd_solver": c.solver}
     for name, t in timings.items():
-        out[name] = {"samples_per_s": 1000.0 / t.ms_per_image, "ms_per_step": t.ms_per_image * batch,
-                     "ms_per_step_iqr": t.ms_per_image_iqr * batch, "teacher_forwards_per_sample": forwards[name]}
+        out[name] = {
+            "samples_per_s": 1000.0 / t.ms_per_image,
+            "ms_per_step": t.ms_per_image * batch,
+            "ms_per_step_iqr": t.ms_per_image_iqr * batch,
+            "teacher_forwards_per_sample": forwards[name],
+        }
     return out

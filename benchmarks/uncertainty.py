@@ -63,17 +63,22 @@ def child_uncertainty(argv: list[str]) -> None:
     if a.phase == "metrics":
         out = {"metrics": fidelity.metrics_from_features(g, r, **kw)}
     elif a.phase == "se":
-        rep, _ = uncertainty.replicates(g, r, n_boot=a.replicates, **kw)
+        rep, _ = uncertainty.replicates(g, r, n_replicates=a.replicates, **kw)
         out = {
-            "errors": rep.errors(), "parts_s": rep.seconds,
+            "errors": rep.errors(),
+            "parts_s": rep.seconds,
             "errors_by_replicates": {b: rep.errors(b) for b in (*FEWER_REPLICATES, a.replicates) if b <= a.replicates},
             "spread_by_replicates": {b: _spread(rep, b) for b in FEWER_REPLICATES if 2 * b <= a.replicates},
         }
     else:
-        metrics, errors = uncertainty.metrics_with_errors(g, r, n_boot=a.replicates, **kw)
+        metrics, errors = uncertainty.metrics_with_errors(g, r, n_replicates=a.replicates, **kw)
         out = {"metrics": metrics, "errors": errors}
-    out.update(s=time.perf_counter() - t0, peak_rss_gb=vm_hwm_mb() / 1024, threads=torch.get_num_threads(),
-               fid_groups=fid_halves.n_groups(a.n, a.d))
+    out.update(
+        s=time.perf_counter() - t0,
+        peak_rss_gb=vm_hwm_mb() / 1024,
+        threads=torch.get_num_threads(),
+        fid_groups=fid_halves.n_groups(a.n, a.d),
+    )
     Path(a.result).write_text(json.dumps(out))
 
 
@@ -89,20 +94,44 @@ def bench_uncertainty(work: Path, S: dict, threads: int, r: dict, save=lambda: N
     for phase in PHASES:
         log(f"uncertainty: {phase} of {n:,} vs {m:,} features of {d} dimensions, {b} replicates (child)")
         c[phase] = run_child(
-            ["uncertainty", "--phase", phase, "--n", str(n), "--m", str(m), "--d", str(d), "--replicates", str(b),
-             "--threads", str(threads), "--shift", str(S["unc_shift"])],
-            work / f"uncertainty-{phase}.json", timeout_s=S["unc_timeout_s"],
+            [
+                "uncertainty",
+                "--phase",
+                phase,
+                "--n",
+                str(n),
+                "--m",
+                str(m),
+                "--d",
+                str(d),
+                "--replicates",
+                str(b),
+                "--threads",
+                str(threads),
+                "--shift",
+                str(S["unc_shift"]),
+            ],
+            work / f"uncertainty-{phase}.json",
+            timeout_s=S["unc_timeout_s"],
         )
         name = {"metrics": "metrics", "se": "se", "both": "metrics_with_errors"}[phase]
         r[f"{name}_s"], r[f"{name}_peak_rss_gb"] = c[phase]["s"], c[phase]["peak_rss_gb"]
         log(f"uncertainty: {phase} {c[phase]['s']:.0f} s, peak RSS {c[phase]['peak_rss_gb']:.2f} GB")
         save()
     se = c["se"]
-    r.update({
-        "threads": se["threads"], "fid_groups": se["fid_groups"], "se_over_metrics": r["se_s"] / r["metrics_s"],
-        "se_parts_s": se["parts_s"], "metrics": c["metrics"]["metrics"], "errors": se["errors"],
-        "metrics_with_errors_equal": c["both"]["metrics"] == c["metrics"]["metrics"] and c["both"]["errors"] == se["errors"],
-        "errors_by_replicates": se["errors_by_replicates"], "spread_by_replicates": se["spread_by_replicates"],
-    })
+    r.update(
+        {
+            "threads": se["threads"],
+            "fid_groups": se["fid_groups"],
+            "se_over_metrics": r["se_s"] / r["metrics_s"],
+            "se_parts_s": se["parts_s"],
+            "metrics": c["metrics"]["metrics"],
+            "errors": se["errors"],
+            "metrics_with_errors_equal": c["both"]["metrics"] == c["metrics"]["metrics"]
+            and c["both"]["errors"] == se["errors"],
+            "errors_by_replicates": se["errors_by_replicates"],
+            "spread_by_replicates": se["spread_by_replicates"],
+        }
+    )
     save()
     return r

@@ -10,12 +10,14 @@ differences that the comparisons rest on (each method's `differences`) get error
 noise: from the same halves for every generator, and for MSE from per-image differences. Speed is measured in one
 dedicated pass after generation, all generators interleaved in seeded, balanced rounds (timing.py):
 `ms_per_image` is wall-clock time and follows the machine's speed of the moment; `speedup`, the
-teacher's time over the generator's in the same round, does not.
+teacher's time over the generator's in the same round, does not, unless the rounds disagree about it
+(`speedup_iqr`) or other processes held the cores: `timing_reliable` is 0 then, and a warning says why.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
 
@@ -24,12 +26,27 @@ from lines_model.config.evaluate import EvaluateCfg
 from lines_model.imaging import psnr, to_unit
 from lines_model.generators import Generator
 from lines_model.line import point_on_line
-from lines_model.timing import time_interleaved
+from lines_model import timing
 
 DIST_KEYS = ("fid", "kid", "precision", "recall")
 METRIC_KEYS = (
-    "nfe", "fid", "fid_se", "kid", "kid_se", "precision", "precision_se", "recall", "recall_se",
-    "mse", "mse_se", "psnr", "ms_per_image", "ms_per_image_iqr", "speedup",
+    "nfe",
+    "fid",
+    "fid_se",
+    "kid",
+    "kid_se",
+    "precision",
+    "precision_se",
+    "recall",
+    "recall_se",
+    "mse",
+    "mse_se",
+    "psnr",
+    "ms_per_image",
+    "ms_per_image_iqr",
+    "speedup",
+    "speedup_iqr",
+    "timing_reliable",
 )
 DATA_SUFFIX = "_data"  # metrics against the real data set: fid_data, fid_data_se, ...
 
@@ -50,8 +67,9 @@ class Features:
     def metrics(self, gen: torch.Tensor, ref: torch.Tensor, suffix: str = "") -> dict[str, float]:
         return self.shared_metrics({"gen": gen}, ref, suffix)[0]["gen"]
 
-    def shared_metrics(self, gens: dict[str, torch.Tensor], ref: torch.Tensor, suffix: str = "", differences=()
-                       ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    def shared_metrics(
+        self, gens: dict[str, torch.Tensor], ref: torch.Tensor, suffix: str = "", differences=()
+    ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
         """Metrics with errors of each feature set in `gens` (one per generator, item i from noise
         i), and of the `differences` (a, b) with their paired errors, keys with `suffix`."""
         c = self.cfg
@@ -59,7 +77,10 @@ class Features:
         kw = dict(kid_subset_size=min(c.kid_subset_size, n, len(ref)), prc_neighborhood=c.prc_neighborhood)
         m, reps = uncertainty.shared_metrics_with_errors(gens, ref, n_replicates=c.se_replicates, **kw)
         diffs = {f"{a} - {b}": uncertainty.difference(m, reps, a, b) for a, b in differences}
-        return ({name: _suffixed(v, suffix) for name, v in m.items()}, {name: _suffixed(v, suffix) for name, v in diffs.items()})
+        return (
+            {name: _suffixed(v, suffix) for name, v in m.items()},
+            {name: _suffixed(v, suffix) for name, v in diffs.items()},
+        )
 
 
 def _suffixed(metrics: dict[str, float], suffix: str) -> dict[str, float]:
@@ -79,11 +100,15 @@ def mse_difference(a: torch.Tensor, b: torch.Tensor, target: torch.Tensor) -> di
     images i of `a` and `b` come from the same noise, so their errors against the teacher's image i
     are correlated, and the per-image difference keeps that."""
     per_image = ((a - target).pow(2).flatten(1).mean(1) - (b - target).pow(2).flatten(1).mean(1)).double()
-    return {"mse": mse_with_se(a, target)[0] - mse_with_se(b, target)[0], "mse_se": (per_image.std() / math.sqrt(len(per_image))).item()}
+    return {
+        "mse": mse_with_se(a, target)[0] - mse_with_se(b, target)[0],
+        "mse_se": (per_image.std() / math.sqrt(len(per_image))).item(),
+    }
 
 
-def quality(g: Generator, noise: torch.Tensor, teacher01: torch.Tensor, ref_f: torch.Tensor, feats: Features,
-            batch_size: int) -> tuple[dict[str, float], torch.Tensor]:
+def quality(
+    g: Generator, noise: torch.Tensor, teacher01: torch.Tensor, ref_f: torch.Tensor, feats: Features, batch_size: int
+) -> tuple[dict[str, float], torch.Tensor]:
     """One generator's distribution metrics (with their standard errors) against the reference
     features `ref_f`, and its MSE/PSNR against the teacher's images for the same noise; and its
     images in [0, 1]. The seed comparison scores a generator with this."""
@@ -92,8 +117,14 @@ def quality(g: Generator, noise: torch.Tensor, teacher01: torch.Tensor, ref_f: t
     return m[g.name], x
 
 
-def shared_quality(images: dict[str, torch.Tensor], nfe: dict[str, int], teacher01: torch.Tensor, ref_f: torch.Tensor,
-                   feats: Features, differences=()) -> tuple[dict[str, dict], dict[str, dict]]:
+def shared_quality(
+    images: dict[str, torch.Tensor],
+    nfe: dict[str, int],
+    teacher01: torch.Tensor,
+    ref_f: torch.Tensor,
+    feats: Features,
+    differences=(),
+) -> tuple[dict[str, dict], dict[str, dict]]:
     """`quality`'s metrics of every generator's images in [0, 1] (`images`, all from the same
     noises), with errors from the same halves for all, and the `differences` (a, b) with
     their paired errors."""
@@ -153,13 +184,36 @@ def evaluate(
 
 
 @torch.no_grad()
-def time_generators(specs: list[Generator], noise: torch.Tensor, rounds: int, min_sample_s: float) -> dict[str, dict[str, float]]:
-    """ms_per_image, ms_per_image_iqr and speedup of every generator making images for `noise`,
-    all interleaved in at least `rounds` rounds, each turn at least `min_sample_s` long (timing.time_interleaved). `speedup` is the
-    teacher's time over the generator's, taken round by round: the figure that holds across runs."""
-    timings = time_interleaved({g.name: (lambda g=g: g(noise)) for g in specs}, images_per_call=len(noise), rounds=rounds,
-                               min_sample_s=min_sample_s, reference="teacher")
-    return {n: dict(ms_per_image=t.ms_per_image, ms_per_image_iqr=t.ms_per_image_iqr, speedup=t.speedup) for n, t in timings.items()}
+def time_generators(
+    specs: list[Generator], noise: torch.Tensor, rounds: int, min_sample_s: float
+) -> dict[str, dict[str, float]]:
+    """ms_per_image, ms_per_image_iqr, speedup, speedup_iqr and timing_reliable of every generator
+    making images for `noise`, all interleaved in at least `rounds` rounds, each turn at least
+    `min_sample_s` long (timing.time_interleaved). `speedup` is the teacher's time over the
+    generator's, taken round by round: the figure that holds across runs when `timing_reliable` is
+    1 (timing.reliability); a warning line on stderr names what made it 0."""
+    timings = timing.time_interleaved(
+        {g.name: (lambda g=g: g(noise)) for g in specs},
+        images_per_call=len(noise),
+        rounds=rounds,
+        min_sample_s=min_sample_s,
+        reference="teacher",
+    )
+    warning = timing.warning(timings)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    return {n: timing_metrics(t) for n, t in timings.items()}
+
+
+def timing_metrics(t: timing.Timing) -> dict[str, float]:
+    """A Timing as the evaluation's metrics: timing_reliable is 1 or 0, a number like the others."""
+    return dict(
+        ms_per_image=t.ms_per_image,
+        ms_per_image_iqr=t.ms_per_image_iqr,
+        speedup=t.speedup,
+        speedup_iqr=t.speedup_iqr,
+        timing_reliable=int(t.reliability.reliable),
+    )
 
 
 def data_noise(count: int, shape, seed: int) -> torch.Tensor:

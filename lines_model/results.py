@@ -7,7 +7,8 @@
     python -m lines_model results --against HEAD~1    # differences from another revision or DVC experiment
 
 The table has one row per generator: NFE, FID, KID, precision, recall and MSE each with its
-standard error, PSNR, ms per image (with its IQR over timing rounds) and speedup over the teacher.
+standard error, PSNR, ms per image (with its IQR over timing rounds) and speedup over the teacher,
+marked "(unreliable)" where the evaluation flagged its timing (timing_reliable 0).
 
 The findings sort every difference into better, worse or within noise by one rule
 (`lines_model.significance`: beyond two standard errors and p < 0.05), so that no number in them is
@@ -37,8 +38,23 @@ from lines_model.files import read_json
 from lines_model.significance import Difference, evaluation_difference, format_p, seed_difference
 
 COLUMNS = ("generator", "NFE", "FID", "KID", "precision", "recall", "MSE", "PSNR dB", "ms/image (IQR)", "speedup")
-NEEDED = ("nfe", "fid", "fid_se", "kid", "kid_se", "precision", "precision_se", "recall", "recall_se", "mse", "mse_se", "psnr",
-          "ms_per_image", "ms_per_image_iqr", "speedup")
+NEEDED = (
+    "nfe",
+    "fid",
+    "fid_se",
+    "kid",
+    "kid_se",
+    "precision",
+    "precision_se",
+    "recall",
+    "recall_se",
+    "mse",
+    "mse_se",
+    "psnr",
+    "ms_per_image",
+    "ms_per_image_iqr",
+    "speedup",
+)
 
 
 def _pm(value: float, se: float, digits: int) -> str:
@@ -48,9 +64,16 @@ def _pm(value: float, se: float, digits: int) -> str:
 def row(name: str, m: dict) -> list[str]:
     psnr = "100 (cap)" if m["psnr"] >= 100 else f"{m['psnr']:.1f}"
     return [
-        name, str(m["nfe"]), _pm(m["fid"], m["fid_se"], 2), _pm(m["kid"], m["kid_se"], 3), _pm(m["precision"], m["precision_se"], 2),
-        _pm(m["recall"], m["recall_se"], 2), _pm(m["mse"], m["mse_se"], 4), psnr,
-        f"{m['ms_per_image']:.2f} ({m['ms_per_image_iqr']:.2f})", f"{m['speedup']:.1f}",
+        name,
+        str(m["nfe"]),
+        _pm(m["fid"], m["fid_se"], 2),
+        _pm(m["kid"], m["kid_se"], 3),
+        _pm(m["precision"], m["precision_se"], 2),
+        _pm(m["recall"], m["recall_se"], 2),
+        _pm(m["mse"], m["mse_se"], 4),
+        psnr,
+        f"{m['ms_per_image']:.2f} ({m['ms_per_image_iqr']:.2f})",
+        f"{m['speedup']:.1f}" + (" (unreliable)" if m.get("timing_reliable") == 0 else ""),
     ]
 
 
@@ -64,7 +87,13 @@ def table(metrics: dict[str, dict]) -> str:
 # A seed-compared metric's entry in metrics/compare.json. Not `mean`/`se`: DVC flattens nested keys with dots,
 # and `lines_1step.fid.se` would sit beside metrics/evaluate.json's `lines_1step.fid_se`.
 SEED_KEYS = ("seed_mean", "seed_se", "eval_se")
-COMPARE_METRICS = {"fid": ("FID", 2), "kid": ("KID", 3), "precision": ("precision", 3), "recall": ("recall", 3), "mse": ("MSE", 4)}
+COMPARE_METRICS = {
+    "fid": ("FID", 2),
+    "kid": ("KID", 3),
+    "precision": ("precision", 3),
+    "recall": ("recall", 3),
+    "mse": ("MSE", 4),
+}
 
 
 def generators_of(summary: dict) -> list[str]:
@@ -95,6 +124,8 @@ def compare_table(summary: dict) -> str:
 
 
 LOWER_IS_BETTER = {"fid", "kid", "mse"}  # precision and recall: higher is better
+
+
 def _label(name: str) -> str:
     from lines_model.methods import registry  # the methods' labels; the tables need none of it
 
@@ -137,9 +168,11 @@ def findings(evaluate: dict, differences: dict, compare: dict | None = None) -> 
     covered: set[str] = set()
     if compare is not None:
         seeds = compare["seeds"]
-        out.append(f"Over {len(seeds)} training seeds ({_join([str(s) for s in seeds])}; `metrics/compare.json`, "
-                   "each difference ± its total standard error, p from a t-test at its Welch-Satterthwaite "
-                   "degrees of freedom):")
+        out.append(
+            f"Over {len(seeds)} training seeds ({_join([str(s) for s in seeds])}; `metrics/compare.json`, "
+            "each difference ± its total standard error, p from a t-test at its Welch-Satterthwaite "
+            "degrees of freedom):"
+        )
         out.append("")
         for key, entry in compare["difference"].items():
             a, b = key.split("-")
@@ -149,13 +182,17 @@ def findings(evaluate: dict, differences: dict, compare: dict | None = None) -> 
         fid = [compare[g]["fid"] for g in generators_of(compare)]
         ratios = [m["eval_se"] / m["seed_se"] for m in fid]
         seed_se = [m["seed_se"] for m in fid]
-        out.append(f"- Training seeds move these students little: FID's standard error over seeds is "
-                   f"{min(seed_se):.2f}-{max(seed_se):.2f}, and the evaluation's own "
-                   f"({min(m['eval_se'] for m in fid):.2f}-{max(m['eval_se'] for m in fid):.2f}) is "
-                   f"{min(ratios):.1f} to {max(ratios):.1f} times larger.")
+        out.append(
+            f"- Training seeds move these students little: FID's standard error over seeds is "
+            f"{min(seed_se):.2f}-{max(seed_se):.2f}, and the evaluation's own "
+            f"({min(m['eval_se'] for m in fid):.2f}-{max(m['eval_se'] for m in fid):.2f}) is "
+            f"{min(ratios):.1f} to {max(ratios):.1f} times larger."
+        )
         out.append("")
-    out.append("The pipeline's own students, one training each (`metrics/differences.json`, each difference ± "
-               "the evaluation's error of that difference, from the same noises and reference for both):")
+    out.append(
+        "The pipeline's own students, one training each (`metrics/differences.json`, each difference ± "
+        "the evaluation's error of that difference, from the same noises and reference for both):"
+    )
     out.append("")
     for key, entry in differences.items():
         if key in covered:
@@ -169,8 +206,10 @@ def findings(evaluate: dict, differences: dict, compare: dict | None = None) -> 
             speed.setdefault(m["nfe"], []).append(m["speedup"])
     teacher = evaluate.get("teacher")
     if teacher and speed:
-        ranges = [f"{min(v):.1f}-{max(v):.1f}x at {nfe} NFE" if len(v) > 1 else f"{v[0]:.1f}x at {nfe} NFE"
-                  for nfe, v in sorted(speed.items())]
+        ranges = [
+            f"{min(v):.1f}-{max(v):.1f}x at {nfe} NFE" if len(v) > 1 else f"{v[0]:.1f}x at {nfe} NFE"
+            for nfe, v in sorted(speed.items())
+        ]
         out.append(f"- Speed against the teacher's {teacher['nfe']} NFE, timed in the same rounds: {_join(ranges)}.")
     return "\n".join(out)
 
@@ -180,7 +219,9 @@ def load(path: str | Path) -> dict[str, dict]:
     for name, m in metrics.items():
         missing = [k for k in NEEDED if not isinstance(m, dict) or not isinstance(m.get(k), (int, float))]
         if missing:
-            raise InputError(f"{path}: {name!r} has no number for {', '.join(missing[:4])}; not the evaluation's metrics file")
+            raise InputError(
+                f"{path}: {name!r} has no number for {', '.join(missing[:4])}; not the evaluation's metrics file"
+            )
         if not all(math.isfinite(m[k]) for k in NEEDED):
             raise InputError(f"{path}: {name!r} holds a non-finite value")
     return metrics
@@ -197,18 +238,21 @@ def load_compare(path: str | Path) -> dict:
             m = entry.get(k) if isinstance(entry, dict) else None
             if not isinstance(m, dict) or not all(isinstance(m.get(n), (int, float)) for n in keys):
                 # An older summary holds `mean` and `se`: one line that says what to do, not a KeyError.
-                raise InputError(f"{path}: {name!r} {k} has no number for one of {', '.join(keys)}; "
-                                 "not the seed comparison's summary (rerun `make compare`)")
+                raise InputError(
+                    f"{path}: {name!r} {k} has no number for one of {', '.join(keys)}; "
+                    "not the seed comparison's summary (rerun `make compare`)"
+                )
     return summary
 
 
 def load_differences(path: str | Path) -> dict:
     differences = read_json(path, "the evaluation's paired differences (metrics/differences.json; run `dvc repro`)")
     needed = [n for k in COMPARE_METRICS for n in (k, f"{k}_se")]
-    for key, d in (differences.items() if isinstance(differences, dict) else [("", None)]):
+    for key, d in differences.items() if isinstance(differences, dict) else [("", None)]:
         if " - " not in key or not isinstance(d, dict) or not all(isinstance(d.get(n), (int, float)) for n in needed):
-            raise InputError(f"{path}: {key!r} is not 'a - b' with {', '.join(needed)}; "
-                             "not the evaluation's differences file")
+            raise InputError(
+                f"{path}: {key!r} is not 'a - b' with {', '.join(needed)}; not the evaluation's differences file"
+            )
     return differences
 
 
@@ -292,9 +336,12 @@ def against_table(this: dict[str, dict], that: dict[str, dict], this_name: str, 
     if not shared or not keys:
         raise InputError(f"--against: {this_name} and {that_name} share no generator with a metric to compare")
     labels = [COMPARE_METRICS.get(k, (k, 3)) for k in keys]
-    out = [f"{this_name} minus {that_name}, each difference ± its standard error; in bold beyond 2 standard errors.",
-           "The two runs' standard errors are combined as independent, sqrt(se_a^2 + se_b^2): where both share the "
-           "held-out noises and reference this overstates the error, ignoring their positive correlation.", ""]
+    out = [
+        f"{this_name} minus {that_name}, each difference ± its standard error; in bold beyond 2 standard errors.",
+        "The two runs' standard errors are combined as independent, sqrt(se_a^2 + se_b^2): where both share the "
+        "held-out noises and reference this overstates the error, ignoring their positive correlation.",
+        "",
+    ]
     out += ["| " + " | ".join(["generator", *(label for label, _ in labels)]) + " |", "|" + "---|" * (len(keys) + 1)]
     for g in shared:
         cells = [g]
@@ -318,16 +365,30 @@ def against_table(this: dict[str, dict], that: dict[str, dict], this_name: str, 
 
 def main(argv=None) -> None:
     p = ArgumentParser(prog="python -m lines_model results", description=__doc__.splitlines()[0])
-    p.add_argument("-i", "--input", type=Path, default=None,
-                   help="the metrics file (default: metrics/evaluate.json, or metrics/compare.json with --compare)")
-    p.add_argument("--compare", action="store_true",
-                   help="the seed comparison of Lines and the baseline (`make compare`) instead of the evaluation")
-    p.add_argument("--findings", action="store_true",
-                   help="what the metric files show, in sentences: from the evaluation's file (-i), and "
-                        "differences.json and compare.json beside it (`findings`)")
-    p.add_argument("--against", metavar="REV",
-                   help="the differences from the evaluation committed at REV (a git revision or a DVC experiment's "
-                        "name), each with its standard error")
+    p.add_argument(
+        "-i",
+        "--input",
+        type=Path,
+        default=None,
+        help="the metrics file (default: metrics/evaluate.json, or metrics/compare.json with --compare)",
+    )
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="the seed comparison of Lines and the baseline (`make compare`) instead of the evaluation",
+    )
+    p.add_argument(
+        "--findings",
+        action="store_true",
+        help="what the metric files show, in sentences: from the evaluation's file (-i), and "
+        "differences.json and compare.json beside it (`findings`)",
+    )
+    p.add_argument(
+        "--against",
+        metavar="REV",
+        help="the differences from the evaluation committed at REV (a git revision or a DVC experiment's "
+        "name), each with its standard error",
+    )
     args = p.parse_args(argv)
     try:
         if args.against is not None:
@@ -340,8 +401,13 @@ def main(argv=None) -> None:
         elif args.findings:
             path = args.input or Path("metrics/evaluate.json")
             compare = path.with_name("compare.json")
-            print(findings(load(path), load_differences(path.with_name("differences.json")),
-                           load_compare(compare) if compare.exists() else None))
+            print(
+                findings(
+                    load(path),
+                    load_differences(path.with_name("differences.json")),
+                    load_compare(compare) if compare.exists() else None,
+                )
+            )
         elif args.compare:
             print(compare_table(load_compare(args.input or Path("metrics/compare.json"))))
         else:

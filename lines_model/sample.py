@@ -67,8 +67,10 @@ def parser() -> ArgumentParser:
         "--heldout",
         type=Path,
         default=None,
-        help=("take the noise from this pairs folder instead (data/heldout: the first n are the noises the "
-            "evaluation uses)"),
+        help=(
+            "take the noise from this pairs folder instead (data/heldout: the first n are the noises the "
+            "evaluation uses)"
+        ),
     )
     p.add_argument(
         "--steps",

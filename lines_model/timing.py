@@ -15,17 +15,71 @@ Interleaving makes the functions of one run comparable, but not two runs: the sp
 machine moves by 10-30% within minutes, and a fixed workload tracks that drift only roughly (its
 speed changes by other factors than the generators' do from one CPU to another). What holds across
 runs is a function's cost relative to a `reference` timed in the same rounds: `Timing.speedup`.
+
+Even a speedup does not hold when the rounds do not agree about it, or when other processes took
+the machine's cores in turns that a handful of rounds cannot balance. `reliability` judges one
+function's rounds by three signs, each with its number, and every timing carries that verdict: its
+times spread widely within the run (`MAX_SPREAD`), its per-round speedups disagree
+(`MAX_SPEEDUP_SPREAD`), or the machine was busy with other processes: the 1-minute load average
+around the rounds, less the cores this process kept busy (its CPU time over the wall time), above
+`BUSY_CORES_FRACTION` of the cores. docs/timing.md has what these limits rest on.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+
+# Past these a timing is flagged. A shared machine's speed drifts by 10-30% within minutes, which the
+# interleaving leaves in each function's times but cancels in its speedups: the times' own limit is
+# the looser one.
+MAX_SPREAD = 0.5  # a function's per-round times: IQR over median
+MAX_SPEEDUP_SPREAD = 0.2  # its per-round speedups over the reference: IQR over median
+# Other processes' load (the load average less this process's own cores) above this share of the
+# cores, and at least half a core: they held cores that the timed code would otherwise have had.
+BUSY_CORES_FRACTION = 0.25
+
+
+@dataclass(frozen=True)
+class Load:
+    """The machine around a timed region: the 1-minute load average just before and just after it,
+    the logical CPUs it counts over, and this process's CPU time (all its threads) and wall time."""
+
+    cores: int
+    loadavg_before: float
+    loadavg_after: float
+    cpu_s: float
+    wall_s: float
+
+    @property
+    def own_cores(self) -> float:
+        """Cores this process kept busy on average over the region."""
+        return self.cpu_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def others(self) -> float:
+        """Cores other processes kept busy: the larger load average less this process's own. The
+        1-minute average lags, so the reading before the region counts too."""
+        return max(0.0, max(self.loadavg_before, self.loadavg_after) - self.own_cores)
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """Whether a timing can be trusted, why not (one short reason per sign), and the numbers judged."""
+
+    reliable: bool
+    reasons: tuple[str, ...]
+    spread: float  # IQR over median of the per-round times
+    speedup_spread: float | None  # IQR over median of the per-round speedups; None without a reference
+    others_load: float | None  # cores other processes kept busy; None when not measured
+    cores: int | None
 
 
 @dataclass(frozen=True)
@@ -36,6 +90,88 @@ class Timing:
     calls_per_round: int  # back-to-back calls in each sample (min_sample_s)
     # median over rounds of (the reference's ms per image / this one's, in the same round); None without a reference
     speedup: float | None = None
+    speedup_iqr: float | None = None  # interquartile range of the same per-round ratios
+    reliability: Reliability | None = None
+
+
+def _iqr_over_median(values) -> tuple[float, float, float]:
+    q1, median, q3 = np.percentile(np.asarray(values, dtype=float), [25, 50, 75])
+    return float(median), float(q3 - q1), float((q3 - q1) / median) if median > 0 else math.inf
+
+
+def reliability(
+    ms: Sequence[float],
+    *,
+    reference_ms: Sequence[float] | None = None,
+    load: Load | None = None,
+    max_spread: float = MAX_SPREAD,
+    max_speedup_spread: float = MAX_SPEEDUP_SPREAD,
+    busy_fraction: float = BUSY_CORES_FRACTION,
+) -> Reliability:
+    """The verdict on one function's timing from its per-round times `ms` (in round order), the
+    reference's in the same rounds (`reference_ms`) and the machine's `load` over the rounds.
+
+    Flagged when the times spread by more than `max_spread` (IQR over median), when the per-round
+    speedups (reference_ms[i] / ms[i]) spread by more than `max_speedup_spread`, or when other
+    processes kept more than max(0.5, busy_fraction x cores) cores busy."""
+    if len(ms) == 0 or (reference_ms is not None and len(reference_ms) != len(ms)):
+        raise ValueError(f"ms: expected one time per round, as many as reference_ms, got {len(ms)}")
+    reasons = []
+    median, iqr, spread = _iqr_over_median(ms)
+    if spread > max_spread:
+        reasons.append(f"times spread: IQR {iqr:.3g} ms is {spread:.0%} of the median {median:.3g} ms")
+    speedup_spread = None
+    if reference_ms is not None:
+        ratios = np.asarray(reference_ms, dtype=float) / np.asarray(ms, dtype=float)
+        s_median, s_iqr, speedup_spread = _iqr_over_median(ratios)
+        if speedup_spread > max_speedup_spread:
+            reasons.append(
+                f"rounds disagree: speedup IQR {s_iqr:.3g} is {speedup_spread:.0%} of the median {s_median:.3g}"
+            )
+    others = cores = None
+    if load is not None:
+        others, cores = load.others, load.cores
+        if others > max(0.5, busy_fraction * cores):
+            reasons.append(
+                f"busy machine: load average {max(load.loadavg_before, load.loadavg_after):.2f} on {cores} cores, "
+                f"{others:.2f} of it other processes"
+            )
+    return Reliability(
+        reliable=not reasons,
+        reasons=tuple(reasons),
+        spread=spread,
+        speedup_spread=speedup_spread,
+        others_load=others,
+        cores=cores,
+    )
+
+
+def warning(timings: Mapping[str, Timing]) -> str | None:
+    """One line of every flagged timing's reasons: a reason that every timing shares (a busy machine)
+    once, the others after the name they concern; None when all of them hold."""
+    flagged = {
+        name: t.reliability.reasons for name, t in timings.items() if t.reliability and not t.reliability.reliable
+    }
+    if not flagged:
+        return None
+    shared = set.intersection(*(set(r) for r in flagged.values())) if len(flagged) == len(timings) > 1 else set()
+    parts = sorted(shared) + [
+        f"{name}: {'; '.join(r for r in reasons if r not in shared)}"
+        for name, reasons in flagged.items()
+        if set(reasons) - shared
+    ]
+    return f"warning: unreliable timing: {'; '.join(parts)}"
+
+
+def _loadavg() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # not every platform has one
+        return 0.0
+
+
+def _cores() -> int:
+    return os.cpu_count() or 1  # the load average counts runnable tasks over the whole machine
 
 
 def _williams_rows(k: int) -> list[list[int]]:
@@ -90,7 +226,8 @@ def time_interleaved(
     without warm-up), and its sample is the mean of those calls. `sync` (default:
     torch.cuda.synchronize when CUDA is available, else nothing) runs after every warm-up call and
     after every sample, before the clock is read. With a `reference` (one of the names), each
-    Timing carries `speedup`, that function's time over this one's, round by round.
+    Timing carries `speedup`, that function's time over this one's, round by round, and its IQR.
+    Each also carries `reliability`, from its rounds and the machine's load over all of them.
     Returns name -> `Timing`, in the order of `fns`.
     """
     if not isinstance(fns, Mapping) or not fns:
@@ -123,6 +260,7 @@ def time_interleaved(
     calls = {name: max(1, math.ceil(min_sample_s / last[name])) if last[name] > 0 else 1 for name in names}
     order = schedule(len(names), rounds, seed)
     ms = {name: [] for name in names}
+    load_before, cpu0, wall0 = _loadavg(), time.process_time(), time.perf_counter()
     for positions in order:
         for i in positions:
             name = names[i]
@@ -131,10 +269,29 @@ def time_interleaved(
                 fns[name]()
             sync()
             ms[name].append((time.perf_counter() - t0) * 1000 / (images_per_call * calls[name]))
+    load = Load(
+        cores=_cores(),
+        loadavg_before=load_before,
+        loadavg_after=_loadavg(),
+        cpu_s=time.process_time() - cpu0,
+        wall_s=time.perf_counter() - wall0,
+    )
     out = {}
     for name in names:
         q1, median, q3 = np.percentile(ms[name], [25, 50, 75])
-        speedup = None if reference is None else float(np.median(np.asarray(ms[reference]) / np.asarray(ms[name])))
-        out[name] = Timing(ms_per_image=float(median), ms_per_image_iqr=float(q3 - q1), rounds=len(order),
-                           calls_per_round=calls[name], speedup=speedup)
+        speedup = speedup_iqr = None
+        if reference is not None:
+            ratios = np.asarray(ms[reference]) / np.asarray(ms[name])
+            r1, speedup, r3 = (float(x) for x in np.percentile(ratios, [25, 50, 75]))
+            speedup_iqr = r3 - r1
+        verdict = reliability(ms[name], reference_ms=None if reference in (None, name) else ms[reference], load=load)
+        out[name] = Timing(
+            ms_per_image=float(median),
+            ms_per_image_iqr=float(q3 - q1),
+            rounds=len(order),
+            calls_per_round=calls[name],
+            speedup=speedup,
+            speedup_iqr=speedup_iqr,
+            reliability=verdict,
+        )
     return out

@@ -6,8 +6,9 @@ The whole `--quick` run (about a minute: it starts torch.distributed.run and fou
 left to `python benchmarks/run.py --quick`; here the memory section runs at 600 pairs, the pairs
 section's calibration and the one-step section on the tiny random teacher, and the GPU section and
 the GPU probe (benchmarks/gpu_probe.py) as CPU dry runs, so that the GPU code is exercised on
-machines without one; the GPU pipeline's full-run estimate is checked on constructed timings. They
-take under a minute, so `make test` leaves them out and `make bench-smoke` (and CI) runs them.
+machines without one; the GPU pipeline's full-run estimate is checked on constructed timings, and its
+50k evaluation runs as a CPU dry run. They take about a minute, so `make test` leaves them out and
+`make bench-smoke` (and CI) runs them.
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ def test_pairs_calibration_picks_a_candidate_meeting_its_target(teacher):
     r = calibrate(unet, cfg, noise, ref, orig, S, -5.0)
     tried = [(c["order"], c["steps"]) for c in r["pairs_candidates"]]
     assert tried == [(o, s) for s in (2, 4, 8, 16) for o in (2, 3)][: len(tried)]  # cheapest first, order 2 first
-    assert r["pairs_candidates_psnr"] == {f"order{c['order']}_{c['steps']}": c["psnr_db"] for c in r["pairs_candidates"]}
+    assert r["pairs_candidates_psnr"] == {
+        f"order{c['order']}_{c['steps']}": c["psnr_db"] for c in r["pairs_candidates"]
+    }
     assert r["pairs_candidates_count"] == 4
     assert r["pairs_equal_fidelity"], r  # DDIM-20 is reached well within 16 DPM-Solver++ steps
     chosen = r["pairs_candidates"][-1]  # the search stops at the first candidate that meets the target
@@ -74,6 +77,28 @@ def test_pairs_calibration_picks_a_candidate_meeting_its_target(teacher):
     assert chosen["psnr_db"] >= r["pairs_candidates_target_psnr"]
     assert all(c["psnr_db"] < r["pairs_candidates_target_psnr"] for c in r["pairs_candidates"][:-1])
     assert r["pairs_sampler"] == f"dpmsolver++ order {chosen['order']}, {chosen['steps']} steps, lambda_min -5.0"
+
+
+def test_pairs_original_and_ours_are_timed_in_alternating_rounds(teacher):
+    from benchmarks.calibration import median_psnr
+    from benchmarks.original import original_loop
+    from benchmarks.pairs import time_against_original
+    from lines_model import noise as noise_mod
+    from lines_model.samplers import dpmsolver_pp
+
+    torch.set_num_threads(1)
+    S = dict(sizes.QUICK, original_steps=3, original_batch=4, pairs_rounds=2)
+    noise = noise_mod.noise_for(range(4), teacher.sample_shape, common.BENCH_SEED, common.BENCH_STREAM)
+    unet, cfg = teacher.unet, teacher.scheduler_config
+    ref = dpmsolver_pp(unet, cfg, noise, 8)
+    r = {"pairs_steps": 2, "pairs_order": 2}
+    ours = time_against_original(unet, cfg, noise, ref, S, r, -5.0, threads=1)
+    assert torch.equal(ours, dpmsolver_pp(unet, cfg, noise, 2, order=2, lambda_min=-5.0))  # its last round's images
+    assert r["psnr_vs_reference"] == median_psnr(ours, ref)
+    assert r["psnr_vs_reference_original"] == median_psnr(original_loop(unet, cfg, noise, 3, 4), ref)
+    assert r["pairs_rounds"] == 2 and r["pairs_per_s"] > 0 and r["pairs_per_s_original"] > 0
+    assert r["pairs_speedup"] > 0 and r["pairs_speedup_iqr"] >= 0
+    assert isinstance(r["timing_reliable"], bool) and r["timing_reliable"] is not bool(r.get("timing_warnings"))
 
 
 def test_onestep_keys_carry_the_batch_sizes_used(teacher):
@@ -91,6 +116,12 @@ def test_onestep_keys_carry_the_batch_sizes_used(teacher):
         assert r[f"onestep_speedup_b{b}"] == speedup > 0
     # onestep_repeats=1 is rounded up to one round per entry, so each entry takes each position once
     assert r["onestep_rounds"] == 2
+    for b in (1, 3):  # each ratio's spread over its rounds, and the run's verdict on them
+        assert r[f"onestep_speedup_iqr_b{b}"] >= 0
+    assert r["onestep_speedup_ceiling_iqr_b3"] >= 0
+    assert isinstance(r["timing_reliable"], bool)
+    assert r["timing_reliable"] is not bool(r.get("timing_warnings"))
+    assert all(w.startswith("warning: one-step") and "\n" not in w for w in r.get("timing_warnings", []))
     nfe = load_params(ROOT / "params.yaml").pairs.steps
     assert r["onestep_speedup_ceiling_b3"] == nfe * r["onestep_teacher_call_ms_b3"] / r["onestep_student_call_ms_b3"]
     assert len(saved) == 3, "saved after each batch and after the ceiling"
@@ -106,9 +137,20 @@ def test_gpu_section_dry_run_on_cpu():
     assert r["device"] == "cpu (dry run)" and r["batch"] == 2 and r["small_batch"] == 1
     assert 9e6 < r["student_params"] < 11e6 and r["teacher_params"] == 35_746_307  # google/ddpm-cifar10-32's size
     # the small-batch timings are labelled with the batch they ran at (1), the step counts with theirs (2)
-    small = ("teacher_original_ddim2_fp32_ms_b1", "teacher_ddim2_ms_b1", "teacher_dpmsolver2_ms_b1", "student_1step_ms_b1")
-    for key in ("pairs_per_s_original_ddim2_fp32", "pairs_per_s_ddim2", "pairs_per_s_dpmsolver2", "pairs_per_s_generate",
-                "train_samples_per_s", *small):
+    small = (
+        "teacher_original_ddim2_fp32_ms_b1",
+        "teacher_ddim2_ms_b1",
+        "teacher_dpmsolver2_ms_b1",
+        "student_1step_ms_b1",
+    )
+    for key in (
+        "pairs_per_s_original_ddim2_fp32",
+        "pairs_per_s_ddim2",
+        "pairs_per_s_dpmsolver2",
+        "pairs_per_s_generate",
+        "train_samples_per_s",
+        *small,
+    ):
         assert isinstance(r[key], float) and r[key] > 0, key
     assert not any(k.endswith(("_b16", "_b256")) or "ddim200" in k or "dpmsolver20" in k for k in r)
     assert r["train_steps_timed"] == 2
@@ -218,39 +260,63 @@ def test_gpu_probe_restores_the_math_flags():
     assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
 
 
-def _constructed_pipeline_run(gp, start=15.0, step_s=0.040, per_epoch=0.8):
+def _constructed_pipeline_run(start=15.0, step_s=0.040, per_epoch=0.8):
     """A pipeline part's figures as if each training stage took start + steps x step + epochs x
     per-epoch remainder (PD's steps twice as long), the other stages 100 s."""
-    full = gp.full_params()
-    reduced = gp.scaled_params(full, 0.01, tiny=False)
-    steps = {"reduced": gp.training_steps(reduced), "full": gp.training_steps(full)}
-    c = {"startup_s": start, "stage_rc": {s: 0 for s in gp.STAGES}, "stage_s": {s: 100.0 for s in gp.STAGES},
-         "training_steps_reduced": steps["reduced"], "training_steps_full": steps["full"],
-         "items_per_s_net": {s: n / (100.0 - start) for s, n in gp.items(reduced).items()},
-         "full_items": gp.items(full), "params_reduced": {k: reduced[k] for k in ("pairs", "subset", "pd", "evaluate")},
-         "forward_gflop_per_image": {"teacher": 12.0, "student": 2.0}, "full_params_evaluate": full["evaluate"]}
+    from benchmarks import cifar
+
+    full = cifar.full_params()
+    reduced = cifar.scaled_params(full, 0.01, tiny=False)
+    steps = {"reduced": cifar.training_steps(reduced), "full": cifar.training_steps(full)}
+    c = {
+        "startup_s": start,
+        "stage_rc": {s: 0 for s in cifar.STAGES},
+        "stage_s": {s: 100.0 for s in cifar.STAGES},
+        "training_steps_reduced": steps["reduced"],
+        "training_steps_full": steps["full"],
+        "items_per_s_net": {s: n / (100.0 - start) for s, n in cifar.items(reduced).items()},
+        "full_items": cifar.items(full),
+        "params_reduced": {k: reduced[k] for k in ("pairs", "subset", "pd", "evaluate")},
+        "forward_gflop_per_image": {"teacher": 12.0, "student": 2.0},
+        "full_params_evaluate": full["evaluate"],
+    }
     for stage, (n, epochs, loop) in steps["reduced"].items():
         c["stage_s"][stage] = start + n * step_s * (2 if loop == "pd_step" else 1) + epochs * per_epoch
         c["items_per_s_net"][stage] = 1.0
-    probe = {"per_call": {"student_step": {"fp32": {"ms": 1e3 * step_s}}, "pd_step": {"fp32": {"ms": 2e3 * step_s}},
-                          "teacher_forward": {"fp32": {"ms": 100.0}}},
-             "items_per_s": {"teacher_forward": {"fp32": 5000.0}}}
+    probe = {
+        "per_call": {
+            "student_step": {"fp32": {"ms": 1e3 * step_s}},
+            "pd_step": {"fp32": {"ms": 2e3 * step_s}},
+            "teacher_forward": {"fp32": {"ms": 100.0}},
+        },
+        "items_per_s": {"teacher_forward": {"fp32": 5000.0}},
+    }
     return c, probe, steps
 
 
 def test_gpu_pipeline_merges_runs_of_different_parts(tmp_path):
-    from benchmarks import gpu_pipeline as gp
+    from benchmarks import gpu_estimate
 
-    c, probe, steps = _constructed_pipeline_run(gp)
-    a = {"device": "NVIDIA H200", "date": "2026-12-01T10:00:00+00:00", "torch": "2.11", "cuda_tests": {"summary": "4 passed"},
-         "cifar_pipeline": c}
-    b = {"device": "NVIDIA H200", "date": "2026-12-01T10:12:00+00:00", "torch": "2.11", "make_test": {"summary": "305 passed"},
-         "cifar_pipeline": {"forward_gflop_per_image": c["forward_gflop_per_image"], "probe": probe}}
+    c, probe, steps = _constructed_pipeline_run()
+    a = {
+        "device": "NVIDIA H200",
+        "date": "2026-12-01T10:00:00+00:00",
+        "torch": "2.11",
+        "cuda_tests": {"summary": "4 passed"},
+        "cifar_pipeline": c,
+    }
+    b = {
+        "device": "NVIDIA H200",
+        "date": "2026-12-01T10:12:00+00:00",
+        "torch": "2.11",
+        "make_test": {"summary": "305 passed"},
+        "cifar_pipeline": {"forward_gflop_per_image": c["forward_gflop_per_image"], "probe": probe},
+    }
     (tmp_path / "a.json").write_text(json.dumps(a))
     (tmp_path / "b.json").write_text(json.dumps(b))
     into = tmp_path / "results.json"
     into.write_text(json.dumps({"pairs_per_s": 1.0, "gpu": {"earlier": 1}}))
-    gp.merge([tmp_path / "a.json", tmp_path / "b.json"], into)
+    gpu_estimate.merge([tmp_path / "a.json", tmp_path / "b.json"], into)
     res = json.loads(into.read_text())
     assert res["pairs_per_s"] == 1.0 and res["gpu"]["earlier"] == 1  # every other key kept
     m = res["gpu"]["cifar_pipeline"]
@@ -269,9 +335,9 @@ def test_gpu_pipeline_merges_runs_of_different_parts(tmp_path):
 def test_gpu_pipeline_splits_training_into_steps_and_per_epoch_cost():
     """A stage that took start + steps x step + epochs x overhead is costed at full scale with the
     same step time and per-epoch overhead, not by its samples per second."""
-    from benchmarks import gpu_pipeline as gp
+    from benchmarks import gpu_estimate
 
-    c, probe, steps = _constructed_pipeline_run(gp, start=15.0, step_s=0.040, per_epoch=0.8)
+    c, probe, steps = _constructed_pipeline_run(start=15.0, step_s=0.040, per_epoch=0.8)
     c["probe"] = probe
     # The profile's 50 epochs of 50,000 pairs at batch 256 (the last partial batch dropped), and of
     # 250,000; PD 5 rounds of 20,000 steps. At 1/100 the subset is 500 pairs: 1 step an epoch.
@@ -280,10 +346,35 @@ def test_gpu_pipeline_splits_training_into_steps_and_per_epoch_cost():
     assert steps["full"]["distill_progressive"][:2] == (5 * 20000, 5)
     assert steps["reduced"]["train_lines"][:2] == (50 * 1, 50)
     start, step_s, per_epoch = 15.0, 0.040, 0.8
-    est = gp.steps_and_overhead(c)
+    est = gpu_estimate.steps_and_overhead(c)
     for stage, (n, epochs, loop) in steps["full"].items():
         s = step_s * (2 if loop == "pd_step" else 1)
         assert est[stage] == pytest.approx(start + n * s + epochs * per_epoch)
         assert c["training_split"][stage]["per_epoch_s"] == pytest.approx(per_epoch, abs=1e-3)
     c["stage_rc"]["train_lines"] = 124  # a stage cut by its time box is not costed
-    assert "train_lines" not in gp.steps_and_overhead(c)
+    assert "train_lines" not in gpu_estimate.steps_and_overhead(c)
+
+
+def test_gpu_pipeline_dry_run_of_the_50k_evaluation(tmp_path):
+    """The 50k evaluation runs as its own module in a child process (benchmarks/evaluate_50k.py), here at
+    500 vs 500 64-d features; its figures land under cifar_pipeline.evaluate_50k."""
+    from benchmarks import gpu_pipeline
+
+    gpu_pipeline.main(["--tiny", "--parts", "evaluate_50k", "--out", str(tmp_path)])
+    r = json.loads((tmp_path / "gpu_pipeline.json").read_text())
+    u = r["cifar_pipeline"]["evaluate_50k"]
+    assert u["rc"] == 0, (tmp_path / "uncertainty.log").read_text()
+    assert (u["n"], u["d"], u["replicates"]) == (500, 64, 8) and u["s"] > 0 and u["peak_host_gb"] > 0
+    assert set(u["metrics"]) == {"fid", "kid", "precision", "recall"}
+    assert set(u["errors"]) == {"fid_se", "kid_se", "precision_se", "recall_se"}
+    assert r["cifar_pipeline"]["forward_gflop_per_image"]["teacher"] > 0
+
+
+def test_training_section_times_every_method_with_its_teacher_cost(teacher):
+    from benchmarks.training import bench_training
+    from conftest import shipped_params
+
+    r = bench_training(shipped_params(), teacher, batch=2, rounds=2)
+    assert {k for k in r if isinstance(r[k], dict)} == {"lines", "baseline", "pd", "cd"}
+    assert [r[m]["teacher_forwards_per_sample"] for m in ("lines", "baseline", "pd", "cd")] == [0, 0, 2, 2]  # cd: Heun
+    assert all(r[m]["samples_per_s"] > 0 and r[m]["ms_per_step"] > 0 for m in ("lines", "baseline", "pd", "cd"))

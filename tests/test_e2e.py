@@ -207,8 +207,10 @@ def test_experiment_round_trip_runs_nothing_and_reruns_succeed(repo, monkeypatch
     subset_file.unlink()  # never write through a link into DVC's cache
     subset_file.write_text(made)
     monkeypatch.chdir(repo)
-    stale = (r"^subset\.count: data/subset\.json was made with 1000, the params have 100 \(a stale output\); "
-        r"remake it: dvc repro")
+    stale = (
+        r"^subset\.count: data/subset\.json was made with 1000, the params have 100 \(a stale output\); "
+        r"remake it: dvc repro"
+    )
     with pytest.raises(ConfigError, match=stale + r" --force --single-item subset_50k$"):
         train_lines.main(load_params("params.yaml"))
     assert not (repo / "scratch").exists() or not list((repo / "scratch").iterdir())

@@ -76,10 +76,9 @@ def test_errors_are_one_line_naming_the_problem(folders, tmp_path):
         text=True,
     )
     assert r.returncode == 2
-    assert (
-        r.stderr.strip()
-        == (f"error: --steps: {folders / 'baseline'} is a baseline student, trained at t = 0 only: it samples "
-            f"in 1 step, not 2")
+    assert r.stderr.strip() == (
+        f"error: --steps: {folders / 'baseline'} is a baseline student, trained at t = 0 only: it samples "
+        f"in 1 step, not 2"
     )
     r = subprocess.run(
         [sys.executable, "-m", "lines_model.sample", str(tmp_path), "-o", str(tmp_path / "x.png")],
