@@ -126,8 +126,8 @@ def bench_pairs(teacher, teacher_dir: Path, work: Path, S: dict, threads: int, p
     m = S["candidate_count"]
     log(f"pairs: original loop, DDIM {S['original_steps']} steps, on the first {m} noises: the calibration's target")
     r["pairs_sampler_original"] = f"ddim eta=0, {S['original_steps']} steps, batch {S['original_batch']}, fp32"
-    r.update(calibrate(unet, cfg, noise, ref, original_loop(unet, cfg, noise[:m], S["original_steps"], S["original_batch"]),
-                       S, lam))
+    target = original_loop(unet, cfg, noise[:m], S["original_steps"], S["original_batch"])
+    r.update(calibrate(unet, cfg, noise, ref, target, S, lam))
     save()
     ours = time_against_original(unet, cfg, noise, ref, S, r, lam, threads)
     save()

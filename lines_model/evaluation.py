@@ -155,7 +155,8 @@ def evaluate(
 
 
 @torch.no_grad()
-def time_generators(specs: list[Generator], noise: torch.Tensor, rounds: int, min_sample_s: float) -> dict[str, dict[str, float]]:
+def time_generators(specs: list[Generator], noise: torch.Tensor, rounds: int,
+                    min_sample_s: float) -> dict[str, dict[str, float]]:
     """ms_per_image, ms_per_image_iqr, speedup, speedup_iqr and timing_reliable of every generator
     making images for `noise`, all interleaved in at least `rounds` rounds, each turn at least
     `min_sample_s` long (timing.time_interleaved). `speedup` is the teacher's time over the

@@ -119,12 +119,14 @@ def reliability(ms: Sequence[float], *, reference_ms: Sequence[float] | None = N
         ratios = np.asarray(reference_ms, dtype=float) / np.asarray(ms, dtype=float)
         s_median, s_iqr, speedup_spread = _iqr_over_median(ratios)
         if speedup_spread > max_speedup_spread:
-            reasons.append(f"rounds disagree: speedup IQR {s_iqr:.3g} is {speedup_spread:.0%} of the median {s_median:.3g}")
+            reasons.append(f"rounds disagree: speedup IQR {s_iqr:.3g} is {speedup_spread:.0%} "
+                           f"of the median {s_median:.3g}")
     others = cores = None
     if load is not None:
         others, cores = load.others, load.cores
         if others > max(0.5, busy_fraction * cores):
-            reasons.append(f"busy machine: load average {max(load.loadavg_before, load.loadavg_after):.2f} on {cores} cores, "
+            peak = max(load.loadavg_before, load.loadavg_after)
+            reasons.append(f"busy machine: load average {peak:.2f} on {cores} cores, "
                            f"{others:.2f} of it other processes")
     return Reliability(reliable=not reasons, reasons=tuple(reasons), spread=spread, speedup_spread=speedup_spread,
                        others_load=others, cores=cores)
@@ -133,7 +135,8 @@ def reliability(ms: Sequence[float], *, reference_ms: Sequence[float] | None = N
 def warning(timings: Mapping[str, Timing]) -> str | None:
     """One line of every flagged timing's reasons: a reason that every timing shares (a busy machine)
     once, the others after the name they concern; None when all of them hold."""
-    flagged = {name: t.reliability.reasons for name, t in timings.items() if t.reliability and not t.reliability.reliable}
+    flagged = {name: t.reliability.reasons for name, t in timings.items()
+               if t.reliability and not t.reliability.reliable}
     if not flagged:
         return None
     shared = set.intersection(*(set(r) for r in flagged.values())) if len(flagged) == len(timings) > 1 else set()

@@ -258,7 +258,8 @@ def _constructed_pipeline_run(start=15.0, step_s=0.040, per_epoch=0.8):
     c = {"startup_s": start, "stage_rc": {s: 0 for s in cifar.STAGES}, "stage_s": {s: 100.0 for s in cifar.STAGES},
          "training_steps_reduced": steps["reduced"], "training_steps_full": steps["full"],
          "items_per_s_net": {s: n / (100.0 - start) for s, n in cifar.items(reduced).items()},
-         "full_items": cifar.items(full), "params_reduced": {k: reduced[k] for k in ("pairs", "subset", "pd", "evaluate")},
+         "full_items": cifar.items(full),
+         "params_reduced": {k: reduced[k] for k in ("pairs", "subset", "pd", "evaluate")},
          "forward_gflop_per_image": {"teacher": 12.0, "student": 2.0}, "full_params_evaluate": full["evaluate"]}
     for stage, (n, epochs, loop) in steps["reduced"].items():
         c["stage_s"][stage] = start + n * step_s * (2 if loop == "pd_step" else 1) + epochs * per_epoch

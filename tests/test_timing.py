@@ -294,10 +294,11 @@ def test_the_evaluation_records_the_verdict_as_numbers():
         t = Timing(ms_per_image=10.0, ms_per_image_iqr=0.5, rounds=4, calls_per_round=1, speedup=4.0, speedup_iqr=0.2,
                    reliability=verdict)
         m = timing_metrics(t)
-        assert m == {"ms_per_image": 10.0, "ms_per_image_iqr": 0.5, "speedup": 4.0, "speedup_iqr": 0.2, "timing_reliable": value}
+        assert m == {"ms_per_image": 10.0, "ms_per_image_iqr": 0.5, "speedup": 4.0, "speedup_iqr": 0.2,
+                     "timing_reliable": value}
         assert set(m) <= set(METRIC_KEYS)
-        metrics = {"nfe": 1, "fid": 1.0, "fid_se": 0.1, "kid": 0.0, "kid_se": 0.0, "precision": 1.0, "precision_se": 0.0,
-                   "recall": 1.0, "recall_se": 0.0, "mse": 0.0, "mse_se": 0.0, "psnr": 30.0, **m}
+        metrics = {"nfe": 1, "fid": 1.0, "fid_se": 0.1, "kid": 0.0, "kid_se": 0.0, "precision": 1.0,
+                   "precision_se": 0.0, "recall": 1.0, "recall_se": 0.0, "mse": 0.0, "mse_se": 0.0, "psnr": 30.0, **m}
         assert row("x", metrics)[-1] == ("4.0" if value else "4.0 (unreliable)")
 
 
@@ -317,4 +318,5 @@ def test_the_evaluation_flags_a_busy_machine_in_its_metrics_and_says_why_in_one_
     assert m["lines_1step"]["speedup"] == pytest.approx(4.0) and m["lines_1step"]["speedup_iqr"] == pytest.approx(0.0)
     assert m["teacher"]["timing_reliable"] == 0 and m["lines_1step"]["timing_reliable"] == 0
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("warning: unreliable timing: busy machine: load average 3.90 on 2 cores")
+    assert err.count("\n") == 1
+    assert err.startswith("warning: unreliable timing: busy machine: load average 3.90 on 2 cores")
