@@ -119,25 +119,25 @@ def scratch_key(result: dict, *, entry: str | Path, sections: typing.Iterable[st
     return fingerprint({"result": result, "precision": precision, "code": code_hash(Path(entry).resolve(), sections)})
 
 
-def _keys(section: str, *names: str) -> tuple[str, ...]:
+def section_keys(section: str, *names: str) -> tuple[str, ...]:
     return tuple(f"{section}.{k}" for k in names)
 
 
-_TRAIN = ("lr", "batch_size", "warmup_steps", "weight_decay", "grad_clip", "ema_decay", "loss", "seed")
+TRAIN_KEYS = ("lr", "batch_size", "warmup_steps", "weight_decay", "grad_clip", "ema_decay", "loss", "seed")
 # The params each stage's outputs record: keys or whole sections, each listed under the stage's
 # `params` in dvc.yaml, so that a new value always reruns the stage and rewrites the record
-# (tests/test_provenance.py). The training stages record what dvc.yaml lists. The pairs record what
+# (tests/test_provenance.py). A method's stage records what its Method.recorded says, which is what
+# dvc.yaml lists. The pairs record what
 # their bytes depend on, and each folder its own count (pairs.count or pairs.heldout): the batch size,
 # threads and compilation change how fast they are made, not what (a record of them would retrain
 # every student after a rerun that reproduced the same pairs), and pairs.mixed_precision resolves by
 # device (`auto`), so the manifest records the precision the teacher ran at instead.
 RECORDED: dict[str, tuple[str, ...]] = {
-    "teacher_pairs": ("teacher", *_keys("pairs", "sampler", "steps", "order", "lambda_min", "seed", "shard_size")),
+    "teacher_pairs": (
+        "teacher",
+        *section_keys("pairs", "sampler", "steps", "order", "lambda_min", "seed", "shard_size"),
+    ),
     "subset_50k": ("subset",),
-    "train_lines": ("teacher", "student", *_keys("train_lines", *_TRAIN, "epochs", "t_dist"), "runtime"),
-    "train_baseline": ("teacher", "student", *_keys("train_baseline", *_TRAIN, "epochs"), "runtime"),
-    "distill_progressive": ("teacher", *_keys("pd", *_TRAIN, "start_steps", "end_steps", "iters_per_round"), "runtime"),
-    "distill_consistency": ("teacher", "student", "cd", "runtime"),
 }
 RECORD = "made_from"  # the key of the record in an output's JSON (pairs manifest, subset, student sidecar)
 _FILES = ("manifest.json", "lines_model.json")  # the JSON of a pairs folder, of a student folder
@@ -234,5 +234,5 @@ def made_from(stage: str, params, inputs: typing.Iterable[str | Path] = (), keys
     """The record of an output of `stage`: its inputs' records (checked first, check_inputs) and the
     values of what RECORDED lists for the stage, with `keys` added."""
     out = check_inputs(params, inputs)
-    out[stage] = record(params, (*RECORDED[stage], *keys))
+    out[stage] = record(params, (*RECORDED.get(stage, ()), *keys))
     return out

@@ -16,7 +16,9 @@ def main(params) -> None:
     cd.METHOD.check(params, *read_configs(params.teacher.model, params.teacher.revision))
     runtime.set_threads(params.runtime)
     layout = Layout()
-    made_from = provenance.made_from("distill_consistency", params, [layout.pairs, layout.model("lines")])
+    made_from = provenance.made_from(
+        cd.METHOD.stage, params, [layout.pairs, layout.model("lines")], keys=cd.METHOD.recorded
+    )
     cd.METHOD.train(params, layout, made_from=made_from)
 
 

@@ -18,7 +18,7 @@ def main(params) -> None:
     pd.METHOD.check(params, *read_configs(params.teacher.model, params.teacher.revision))
     runtime.set_threads(params.runtime)
     layout = Layout()
-    made_from = provenance.made_from("distill_progressive", params, [layout.pairs])
+    made_from = provenance.made_from(pd.METHOD.stage, params, [layout.pairs], keys=pd.METHOD.recorded)
     pd.METHOD.train(params, layout, made_from=made_from)
 
 

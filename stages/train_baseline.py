@@ -10,7 +10,9 @@ def main(params) -> None:
     preflight.check(params)
     runtime.set_threads(params.runtime)
     layout = Layout()
-    made_from = provenance.made_from("train_baseline", params, [layout.pairs, layout.heldout])
+    made_from = provenance.made_from(
+        baseline.METHOD.stage, params, [layout.pairs, layout.heldout], keys=baseline.METHOD.recorded
+    )
     baseline.METHOD.train(params, layout, made_from=made_from)
 
 

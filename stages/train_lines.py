@@ -10,7 +10,9 @@ def main(params) -> None:
     preflight.check(params)
     runtime.set_threads(params.runtime)
     layout = Layout()
-    made_from = provenance.made_from("train_lines", params, [layout.pairs, layout.heldout, layout.subset])
+    made_from = provenance.made_from(
+        lines.METHOD.stage, params, [layout.pairs, layout.heldout, layout.subset], keys=lines.METHOD.recorded
+    )
     lines.METHOD.train(params, layout, made_from=made_from)
 
 

@@ -69,12 +69,16 @@ def _write_outputs(d: Path, data: dict) -> None:
     for kind, names in inputs.items():
         put(
             d / "models" / kind / "lines_model.json",
-            provenance.made_from(f"train_{kind}", p, [d / "data" / n for n in names]),
+            provenance.made_from(
+                f"train_{kind}", p, [d / "data" / n for n in names], keys=_recorded()[f"train_{kind}"]
+            ),
         )
     for n in p.pd.round_steps():
         put(
             d / "models" / "pd" / f"{n}step" / "lines_model.json",
-            provenance.made_from("distill_progressive", p, [d / "data" / "pairs"]),
+            provenance.made_from(
+                "distill_progressive", p, [d / "data" / "pairs"], keys=_recorded()["distill_progressive"]
+            ),
         )
 
 
@@ -164,12 +168,18 @@ def test_an_output_without_a_record_is_refused_and_a_missing_one_left_to_its_rea
     assert provenance.check_inputs(params, [tmp_path / "nowhere.json", tmp_path / "no_folder"]) == {}
 
 
-@pytest.mark.parametrize("stage", sorted(provenance.RECORDED))
+def _recorded() -> dict[str, tuple[str, ...]]:
+    from lines_model.methods import registry
+
+    return {**provenance.RECORDED, **{m.stage: m.recorded for m in registry.METHODS}}
+
+
+@pytest.mark.parametrize("stage", sorted(_recorded()))
 def test_an_output_records_only_params_its_stage_declares(stage):
     # A recorded key that DVC does not rerun the stage for would make a reader refuse an output that
     # is up to date. The training stages record exactly what they declare.
     declared = [p for p in STAGES[stage]["params"] if isinstance(p, str)]
-    recorded = provenance.RECORDED[stage] + (("pairs.count", "pairs.heldout") if stage == "teacher_pairs" else ())
+    recorded = _recorded()[stage] + (("pairs.count", "pairs.heldout") if stage == "teacher_pairs" else ())
     for key in recorded:
         assert any(key == p or key.startswith(f"{p}.") for p in declared), (stage, key)
     if stage.startswith(("train_", "distill_")):

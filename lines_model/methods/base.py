@@ -65,6 +65,8 @@ class Method:
     name: str  # models/<name>, training/<name>, generators <name>_<k>step, the sidecar's "method"
     label: str  # in tables and figures: "<label> <k>-step"
     section: str  # its params.yaml section
+    stage: str  # its DVC stage
+    recorded: tuple[str, ...]  # the params its outputs record (provenance.made_from): what dvc.yaml lists for its stage
     train: Callable[..., None]
     steps: Callable[[Params], Sequence[int]]  # the step counts the evaluation samples it at
     generators: Callable[..., list[Generator]]

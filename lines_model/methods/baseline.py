@@ -8,6 +8,7 @@ from __future__ import annotations
 from lines_model.config import Params
 from lines_model.losses import BaselineLoss
 from lines_model.methods import one_step
+from lines_model.provenance import TRAIN_KEYS, section_keys
 from lines_model.methods.base import Layout, Method, generator_name
 
 NAME = "baseline"
@@ -40,10 +41,14 @@ def differences(params: Params):
     return [(generator_name(NAME, 1), "pd_1step")]
 
 
+RECORDED = ("teacher", "student", *section_keys("train_baseline", *TRAIN_KEYS, "epochs"), "runtime")
+
 METHOD = Method(
     name=NAME,
     label="baseline",
     section="train_baseline",
+    stage="train_baseline",
+    recorded=RECORDED,
     train=train,
     steps=lambda params: (1,),
     generators=generators,

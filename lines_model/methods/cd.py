@@ -345,10 +345,14 @@ def differences(params: Params):
     return out
 
 
+RECORDED = ("teacher", "student", "cd", "runtime")
+
 METHOD = Method(
     name=NAME,
     label=LABEL,
     section="cd",
+    stage="distill_consistency",
+    recorded=RECORDED,
     train=train,
     steps=lambda params: params.evaluate.cd_steps,
     generators=generators,

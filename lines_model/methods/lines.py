@@ -10,6 +10,7 @@ from __future__ import annotations
 from lines_model.config import Params
 from lines_model.losses import LinesLoss
 from lines_model.methods import one_step
+from lines_model.provenance import TRAIN_KEYS, section_keys
 from lines_model.methods.base import Layout, Method, generator_name
 
 NAME = "lines"
@@ -45,10 +46,14 @@ def differences(params: Params):
     return [(one, "baseline_1step"), (two, "baseline_1step"), (two, "pd_2step"), (two, "pd_4step"), (one, "pd_1step")]
 
 
+RECORDED = ("teacher", "student", *section_keys("train_lines", *TRAIN_KEYS, "epochs", "t_dist"), "runtime")
+
 METHOD = Method(
     name=NAME,
     label="Lines",
     section="train_lines",
+    stage="train_lines",
+    recorded=RECORDED,
     train=train,
     steps=lambda params: params.evaluate.lines_steps,
     generators=generators,

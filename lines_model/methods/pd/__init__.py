@@ -13,6 +13,7 @@ from lines_model import runtime
 from lines_model.config import Params
 from lines_model.errors import ConfigError, InputError
 from lines_model.generators import Generator, sample_shape
+from lines_model.provenance import TRAIN_KEYS, section_keys
 from lines_model.methods.base import Layout, Method, generator_name
 from lines_model.methods.pd import distill, target
 from lines_model.students import load_pd_student
@@ -98,10 +99,14 @@ def check(params: Params, unet_config: dict, scheduler_config: dict) -> None:
         raise ConfigError(f"pd.start_steps: {params.pd.start_steps} steps exceed the teacher's {T} training timesteps")
 
 
+RECORDED = ("teacher", *section_keys("pd", *TRAIN_KEYS, "start_steps", "end_steps", "iters_per_round"), "runtime")
+
 METHOD = Method(
     name=NAME,
     label=LABEL,
     section="pd",
+    stage="distill_progressive",
+    recorded=RECORDED,
     train=train,
     steps=lambda params: sorted(params.evaluate.pd_steps, reverse=True),
     generators=generators,
